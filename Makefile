@@ -1,0 +1,149 @@
+# nettrail — build, test, benchmark, install.
+#
+#   make deps      install the Debian 12 packages needed to build and test (root)
+#   make           build build/nettrail
+#   make example   run the built-in example under `nettrail run`
+#   make check     unit tests, then privileged integration tests (root, BPF)
+#   make bench     benchmarks, printed as ratios against a baseline
+#   make install   PREFIX=/usr/local DESTDIR=
+#
+# V=1 shows full commands; SANITIZE=1 builds with ASan+UBSan.
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+CLANG    ?= clang
+BPFTOOL  ?= $(firstword $(wildcard /usr/sbin/bpftool /sbin/bpftool) bpftool)
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+# Debian 12 packages: what building needs, then what the tests and benchmarks drive.
+BUILD_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
+	libsqlite3-dev libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev
+TEST_PKGS  := sqlite3 python3 curl netcat-openbsd iproute2 util-linux procps dnsmasq-base \
+	bind9-dnsutils prometheus protobuf-compiler python3-protobuf dnsperf
+
+PKGS      := libbpf libelf zlib sqlite3
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+BASE_CFLAGS := -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -DNT_VERSION='"$(VERSION)"' \
+	-I$(BUILD) -Iagent -Ibpf -MMD -MP
+ifeq ($(SANITIZE),1)
+BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+BASE_LDFLAGS += -fsanitize=address,undefined
+endif
+ALL_CFLAGS  = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
+LIBS        = $(PKG_LIBS) -lpthread
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -Ibpf \
+	$(if $(MULTIARCH),-I/usr/include/$(MULTIARCH))
+
+# The modules of the agent; main.c and the commands are only in the binary.
+CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
+	agent/event.c agent/store.c agent/queue.c agent/report.c
+BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/cmd_agent.c agent/cmd_run.c \
+	agent/cmd_query.c agent/main.c agent/schema_blob.c
+BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
+
+UNIT_TESTS := addr cgroup procfs event store parse
+UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
+
+.PHONY: all deps example check unit integration bench install clean
+all: $(BUILD)/nettrail
+
+$(BUILD) $(BUILD)/agent $(BUILD)/bpf $(BUILD)/tests:
+	$(Q)mkdir -p $@
+
+# ---- BPF: object, then skeleton -------------------------------------------------------------
+$(BUILD)/bpf/nettrail.bpf.o: bpf/nettrail.bpf.c bpf/nettrail.h bpf/kernel.bpf.h Makefile | $(BUILD)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/nettrail.skel.h: $(BUILD)/bpf/nettrail.bpf.o | $(BUILD)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name nettrail_bpf > $@
+
+# ---- agent --------------------------------------------------------------------------------
+$(BUILD)/agent/%.o: agent/%.c Makefile | $(BUILD)/agent
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/agent/loader.o: $(BUILD)/nettrail.skel.h
+$(BUILD)/agent/schema_blob.o: schema/nettrail.sql
+
+$(BUILD)/nettrail: $(BIN_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+# ---- tests --------------------------------------------------------------------------------
+# One cmocka binary per module, linked with only what it tests.
+$(BUILD)/tests/%.o: tests/unit/%.c Makefile | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka 2>/dev/null) -c $< -o $@
+
+TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+$(BUILD)/tests/test_addr:   $(BUILD)/tests/test_addr.o $(BUILD)/agent/addr.o
+$(BUILD)/tests/test_parse:  $(BUILD)/tests/test_parse.o $(BUILD)/agent/parse.o
+$(BUILD)/tests/test_cgroup: $(BUILD)/tests/test_cgroup.o $(BUILD)/agent/cgroup.o $(BUILD)/agent/util.o
+$(BUILD)/tests/test_procfs: $(BUILD)/tests/test_procfs.o $(BUILD)/agent/procfs.o $(BUILD)/agent/util.o
+$(BUILD)/tests/test_event:  $(BUILD)/tests/test_event.o $(BUILD)/agent/event.o $(BUILD)/agent/addr.o
+$(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $(BUILD)/agent/addr.o \
+	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
+$(UNIT_BINS):
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+unit: $(UNIT_BINS)
+	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: $(BUILD)/nettrail
+	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) tests/integration/run-all
+
+check: unit integration
+
+bench: $(BUILD)/nettrail
+	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) bench/run
+
+example: $(BUILD)/nettrail
+	$(Q)rm -f $(BUILD)/example.db*
+	$(BUILD)/nettrail run --scope example --db $(BUILD)/example.db -- ./docs/example/deploy.sh
+	@echo
+	@echo "Query it:  sqlite3 $(BUILD)/example.db 'select * from dependencies'"
+
+# ---- packages -----------------------------------------------------------------------------
+# Installs only what is missing, so it is cheap to run before every build.
+deps:
+	$(Q)missing=$$(for p in $(BUILD_PKGS) $(TEST_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		[ "$$(id -u)" = 0 ] || { echo "make deps: must run as root to install packages" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "all packages present"; fi
+
+install: $(BUILD)/nettrail
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/nettrail
+	install -m 0755 $(BUILD)/nettrail $(DESTDIR)$(PREFIX)/bin/nettrail
+	install -m 0644 schema/nettrail.sql $(DESTDIR)$(PREFIX)/share/nettrail/
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/agent/*.d $(BUILD)/tests/*.d)

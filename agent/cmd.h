@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NT_CMD_H
+#define NT_CMD_H
+
+#include <stddef.h>
+
+/* Exit codes of nettrail's own commands (`run` passes its command's status through). */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,  /* could not do the job: missing privilege or BPF, bad database, ... */
+	EXIT_USAGE = 2, /* bad command line */
+};
+
+#define DEFAULT_DB "/var/lib/nettrail/nettrail.db"
+#define DEFAULT_RINGBUF (8u << 20)
+#define DEFAULT_QUEUE (1u << 18)
+
+int cmd_agent(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_deps(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+
+/* --db, else $NETTRAIL_DB, else DEFAULT_DB. */
+const char *db_path_default(void);
+/* Creates the database's directory (0750) if missing. 0 or -errno. */
+int db_dir_ensure(const char *db_path);
+/* <cgroup2 mount>/nettrail, where `run` makes its cgroups. 0 or -errno. */
+int runs_root_path(char *ret, size_t len);
+/* Parses --ringbuf-size and --queue-size values; 0 or EXIT_USAGE after a message. */
+int opt_ringbuf_size(const char *arg, size_t *ret);
+int opt_queue_size(const char *arg, size_t *ret);
+
+#endif /* NT_CMD_H */

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/* nettrail agent: watch cgroups until SIGINT or SIGTERM. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cgroup.h"
+#include "cmd.h"
+#include "log.h"
+#include "parse.h"
+#include "tracker.h"
+
+static const char agent_usage[] =
+	"usage: nettrail agent [--watch PATH[:SCOPE]]... [OPTIONS]\n"
+	"\n"
+	"Watches cgroups until SIGINT or SIGTERM and records every connect attempt made from them\n"
+	"or their descendants. Always watches <cgroup2>/nettrail, where `nettrail run` puts its\n"
+	"runs; one agent per host.\n"
+	"\n"
+	"  -w, --watch PATH[:SCOPE]  also watch this cgroup2 directory; SCOPE defaults to its name\n"
+	"  -d, --db PATH             database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
+	"      --ringbuf-size SIZE   BPF ring buffer, a power of two (default 8M)\n"
+	"      --queue-size N        events held for the store writer (default 262144)\n"
+	"  -v, --verbose             more logging (twice: libbpf's too)\n"
+	"  -h, --help                this text\n"
+	"\n"
+	"Exit status: 0 after a clean stop, 1 if it could not start, 2 for a bad command line.\n";
+
+struct agent_args {
+	const char *db;
+	struct watch watches[WATCH_MAX];
+	int n_watches;
+	size_t ringbuf_size, queue_size;
+};
+
+/* PATH[:SCOPE] -> a checked watch. */
+static int agent_add_watch(struct agent_args *a, const char *arg)
+{
+	struct watch *w = &a->watches[a->n_watches];
+	const char *colon = strrchr(arg, ':');
+	const char *base;
+	size_t plen = colon ? (size_t)(colon - arg) : strlen(arg);
+	int r;
+
+	if (a->n_watches == WATCH_MAX - 1) {
+		log_err("at most %d --watch options", WATCH_MAX - 1);
+		return EXIT_USAGE;
+	}
+	if (plen == 0 || plen >= sizeof(w->path)) {
+		log_err("bad --watch '%s'", arg);
+		return EXIT_USAGE;
+	}
+	memcpy(w->path, arg, plen);
+	w->path[plen] = '\0';
+	while (plen > 1 && w->path[plen - 1] == '/')
+		w->path[--plen] = '\0';
+	base = strrchr(w->path, '/');
+	base = base ? base + 1 : w->path;
+	snprintf(w->scope, sizeof(w->scope), "%s", colon ? colon + 1 : base);
+	if (parse_scope(w->scope) < 0) {
+		log_err("bad scope '%s' for --watch %s: use 1-64 of A-Z a-z 0-9 _ . -", w->scope,
+			w->path);
+		return EXIT_USAGE;
+	}
+	r = cgroup_check_dir(w->path);
+	if (r < 0) {
+		log_err("--watch %s is not a cgroup2 directory: %s", w->path,
+			r == -EMEDIUMTYPE ? "not on a cgroup2 file system" : strerror(-r));
+		return EXIT_FAIL;
+	}
+	a->n_watches++;
+	return 0;
+}
+
+/* Two watches where one contains the other would record events twice. */
+static int agent_check_overlap(const struct agent_args *a)
+{
+	for (int i = 0; i < a->n_watches; i++)
+		for (int j = 0; j < a->n_watches; j++) {
+			const char *p = a->watches[i].path, *q = a->watches[j].path;
+			size_t n = strlen(p);
+
+			if (i != j && !strncmp(p, q, n) && (q[n] == '/' || q[n] == '\0')) {
+				log_err("watched cgroups overlap: %s contains %s", p, q);
+				return EXIT_USAGE;
+			}
+		}
+	return 0;
+}
+
+static int agent_parse(int argc, char **argv, struct agent_args *a)
+{
+	static const struct option opts[] = {
+		{ "watch", required_argument, NULL, 'w' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "ringbuf-size", required_argument, NULL, 'R' },
+		{ "queue-size", required_argument, NULL, 'Q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c, r;
+
+	a->db = db_path_default();
+	a->ringbuf_size = DEFAULT_RINGBUF;
+	a->queue_size = DEFAULT_QUEUE;
+	/* Room for the runs root, which is always watched. */
+	a->n_watches = 1;
+	while ((c = getopt_long(argc, argv, "w:d:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'w': r = agent_add_watch(a, optarg); break;
+		case 'd': a->db = optarg; r = 0; break;
+		case 'R': r = opt_ringbuf_size(optarg, &a->ringbuf_size); break;
+		case 'Q': r = opt_queue_size(optarg, &a->queue_size); break;
+		case 'v': log_set_level(log_get_level() + 1 > NT_LOG_DEBUG ? NT_LOG_DEBUG : log_get_level() + 1); r = 0; break;
+		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
+		default: fputs(agent_usage, stderr); return EXIT_USAGE;
+		}
+		if (r)
+			return r;
+	}
+	if (optind < argc) {
+		log_err("unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int on_signal(struct tracker *t, int fd, void *ctx)
+{
+	struct signalfd_siginfo si;
+
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	log_info("received %s, stopping", strsignal((int)si.ssi_signo));
+	return 1;
+}
+
+/* The runs root, created if missing; *created tells whether this agent made it. */
+static int agent_runs_root(struct watch *w, int *created)
+{
+	int r = runs_root_path(w->path, sizeof(w->path));
+
+	if (r < 0) {
+		log_err("failed to find the cgroup2 mount in /proc/self/mounts: %s",
+			r == -ENOENT ? "cgroup2 is not mounted" : strerror(-r));
+		return EXIT_FAIL;
+	}
+	*created = mkdir(w->path, 0755) == 0;
+	if (!*created && errno != EEXIST) {
+		log_err("failed to create cgroup %s: %s", w->path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	snprintf(w->scope, sizeof(w->scope), "%s", "unscoped");
+	w->runs_root = 1;
+	return 0;
+}
+
+static int agent_serve(struct agent_args *a)
+{
+	struct tracker_opts o = {
+		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
+		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
+	};
+	struct tracker_counts c;
+	struct tracker *t;
+	const char *why;
+	char source[64];
+	sigset_t mask;
+	int sfd, r;
+
+	snprintf(source, sizeof(source), "agent:%d", (int)getpid());
+	o.source = source;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	r = tracker_start(&o, &t, &why);
+	if (r < 0) {
+		log_err("failed to start: %s%s%s", why ? why : strerror(-r), why ? ": " : "",
+			why ? strerror(-r) : "");
+		return EXIT_FAIL;
+	}
+	tracker_add_fd(t, sfd, on_signal, NULL);
+	log_info("watching %d cgroup%s (runs under %s); database %s", a->n_watches,
+		 a->n_watches == 1 ? "" : "s", a->watches[0].path, a->db);
+	r = tracker_run(t);
+	if (r < 0)
+		log_err("event loop failed: %s", strerror(-r));
+	tracker_finish(t, &c);
+	log_info("stopped: %llu events stored, lost %llu (ring buffer full), %llu (queue full), "
+		 "%llu (store failed)", (unsigned long long)c.stored,
+		 (unsigned long long)c.ringbuf_full, (unsigned long long)c.queue_full,
+		 (unsigned long long)c.store_failed);
+	close(sfd);
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct agent_args a = { 0 };
+	char busy_db[4096];
+	int lock_fd = -1, created = 0, r;
+
+	r = agent_parse(argc, argv, &a);
+	if (r)
+		return r;
+	r = agent_runs_root(&a.watches[0], &created);
+	if (r)
+		return r;
+	r = agent_check_overlap(&a);
+	if (r)
+		goto out_rmdir;
+	r = agent_lock_take(a.db, &lock_fd, busy_db, sizeof(busy_db));
+	if (r == -EBUSY) {
+		log_err("another nettrail agent is running on this host (database %s)", busy_db);
+		r = EXIT_FAIL;
+		goto out_rmdir;
+	} else if (r < 0) {
+		log_err("failed to take %s: %s", AGENT_LOCK_PATH, strerror(-r));
+		r = EXIT_FAIL;
+		goto out_rmdir;
+	}
+	r = db_dir_ensure(a.db);
+	if (r < 0) {
+		log_err("failed to create the directory of %s: %s", a.db, strerror(-r));
+		r = EXIT_FAIL;
+	} else
+		r = agent_serve(&a);
+	close(lock_fd);
+out_rmdir:
+	if (created && cgroup_remove(a.watches[0].path) < 0 && errno != EBUSY)
+		log_warn("failed to remove cgroup %s: %s", a.watches[0].path, strerror(errno));
+	return r;
+}

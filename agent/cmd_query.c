@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: MIT
+/* nettrail deps, nettrail events: read the store. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "log.h"
+#include "parse.h"
+#include "report.h"
+#include "store.h"
+
+static const char deps_usage[] =
+	"usage: nettrail deps [OPTIONS]\n"
+	"\n"
+	"Prints what was reached, one line per scope and destination: protocol, address, port,\n"
+	"attempts, distinct processes, verdicts and the command line of the first process.\n"
+	"\n"
+	"  -s, --scope NAME    only this scope\n"
+	"  -r, --run ID        only this run\n"
+	"  -f, --format FMT    table (default) or csv\n"
+	"  -d, --db PATH       database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
+	"  -h, --help          this text\n"
+	"\n"
+	"Exit status: 0, 1 if the database cannot be read, 2 for a bad command line.\n";
+
+static const char events_usage[] =
+	"usage: nettrail events [OPTIONS]\n"
+	"\n"
+	"Prints the most recent connection events, newest last.\n"
+	"\n"
+	"  -s, --scope NAME    only this scope\n"
+	"  -r, --run ID        only this run\n"
+	"  -n, --limit N       at most N events (default 50, at most 1000000)\n"
+	"  -d, --db PATH       database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
+	"  -h, --help          this text\n"
+	"\n"
+	"Exit status: 0, 1 if the database cannot be read, 2 for a bad command line.\n";
+
+struct query_args {
+	const char *db;
+	struct report_filter f;
+	enum report_format fmt;
+	uint64_t limit;
+};
+
+static int query_parse(int argc, char **argv, struct query_args *q, const char *usage)
+{
+	static const struct option opts[] = {
+		{ "scope", required_argument, NULL, 's' },
+		{ "run", required_argument, NULL, 'r' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	uint64_t v;
+	int c;
+
+	q->db = db_path_default();
+	q->limit = 50;
+	while ((c = getopt_long(argc, argv, "s:r:f:n:d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (parse_scope(optarg) < 0) {
+				log_err("bad scope '%s'", optarg);
+				return EXIT_USAGE;
+			}
+			q->f.scope = optarg;
+			break;
+		case 'r':
+			if (parse_u64(optarg, 1, INT64_MAX, &v) < 0) {
+				log_err("bad run id '%s'", optarg);
+				return EXIT_USAGE;
+			}
+			q->f.run_id = (int64_t)v;
+			break;
+		case 'f':
+			if (!strcmp(optarg, "table"))
+				q->fmt = REPORT_TABLE;
+			else if (!strcmp(optarg, "csv"))
+				q->fmt = REPORT_CSV;
+			else {
+				log_err("bad format '%s': table or csv", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'n':
+			if (parse_u64(optarg, 1, 1000000, &q->limit) < 0) {
+				log_err("bad limit '%s': 1 to 1000000", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd': q->db = optarg; break;
+		case 'h': fputs(usage, stdout); exit(EXIT_OK);
+		default: fputs(usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		log_err("unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int query_open(const char *db, struct store **ret)
+{
+	int r;
+
+	if (access(db, F_OK) < 0) {
+		log_err("no database at %s: nothing has been recorded there (see --db)", db);
+		return EXIT_FAIL;
+	}
+	r = store_open(db, STORE_READONLY, ret);
+	if (r == -ENOMEDIUM)
+		r = store_open(db, 0, ret); /* an older schema: migrate it first */
+	if (r < 0) {
+		log_err("failed to open database %s: %s", db,
+			r == -EPROTO ? "it was written by a newer nettrail" : strerror(-r));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+int cmd_deps(int argc, char **argv)
+{
+	struct query_args q = { 0 };
+	struct store *st;
+	int r;
+
+	r = query_parse(argc, argv, &q, deps_usage);
+	if (r)
+		return r;
+	r = query_open(q.db, &st);
+	if (r)
+		return r;
+	r = report_deps(store_db(st), &q.f, q.fmt, stdout);
+	if (r < 0)
+		log_err("failed to read %s: %s", q.db, store_errmsg(st));
+	store_close(st);
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static const char events_sql[] =
+	"SELECT * FROM (SELECT c.id, c.time, c.scope, coalesce(c.run_id, ''), p.pid, c.proto,"
+	"  c.addr, c.port, c.verdict, coalesce(p.cmdline, p.comm, '')"
+	" FROM connections c JOIN processes p ON p.id = c.process_id"
+	" WHERE (?1 IS NULL OR c.scope = ?1) AND (?2 IS NULL OR c.run_id = ?2)"
+	" ORDER BY c.id DESC LIMIT ?3) ORDER BY 1";
+
+int cmd_events(int argc, char **argv)
+{
+	struct query_args q = { 0 };
+	sqlite3_stmt *stmt;
+	struct store *st;
+	int r, rc;
+
+	r = query_parse(argc, argv, &q, events_usage);
+	if (r)
+		return r;
+	r = query_open(q.db, &st);
+	if (r)
+		return r;
+	if (sqlite3_prepare_v2(store_db(st), events_sql, -1, &stmt, NULL) != SQLITE_OK) {
+		log_err("failed to read %s: %s", q.db, store_errmsg(st));
+		store_close(st);
+		return EXIT_FAIL;
+	}
+	if (q.f.scope)
+		sqlite3_bind_text(stmt, 1, q.f.scope, -1, SQLITE_STATIC);
+	if (q.f.run_id)
+		sqlite3_bind_int64(stmt, 2, q.f.run_id);
+	sqlite3_bind_int64(stmt, 3, (int64_t)q.limit);
+	printf("%-8s %-24s %-12s %-5s %-7s %-5s %-39s %5s %-11s %s\n", "ID", "TIME", "SCOPE", "RUN",
+	       "PID", "PROTO", "ADDRESS", "PORT", "VERDICT", "COMMAND");
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		printf("%-8s %-24s %-12.12s %-5s %-7s %-5s %-39s %5s %-11s %.80s\n",
+		       sqlite3_column_text(stmt, 0), sqlite3_column_text(stmt, 1),
+		       sqlite3_column_text(stmt, 2), sqlite3_column_text(stmt, 3),
+		       sqlite3_column_text(stmt, 4), sqlite3_column_text(stmt, 5),
+		       sqlite3_column_text(stmt, 6), sqlite3_column_text(stmt, 7),
+		       sqlite3_column_text(stmt, 8), sqlite3_column_text(stmt, 9));
+	sqlite3_finalize(stmt);
+	store_close(st);
+	if (rc != SQLITE_DONE) {
+		log_err("failed to read %s", q.db);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}

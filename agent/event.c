@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "addr.h"
+#include "event.h"
+
+int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct conn_record *ret)
+{
+	struct nt_event e;
+
+	if (len != sizeof(e))
+		return -EBADMSG;
+	memcpy(&e, data, sizeof(e)); /* the sample may not be aligned for direct access */
+	if (e.family != AF_INET && e.family != AF_INET6)
+		return -EBADMSG;
+	if (e.kind != NT_EV_CONNECT && e.kind != NT_EV_SENDMSG)
+		return -EBADMSG;
+	if (e.verdict > NT_VERDICT_BLOCKED || e.argv_len > NT_ARGV_LEN)
+		return -EBADMSG;
+
+	ret->time_ns = (int64_t)e.ts_ns + boot_to_wall_ns;
+	ret->start_ns = e.start_ns;
+	ret->cgroup_id = e.cgroup_id;
+	ret->pid = e.pid;
+	ret->ppid = e.ppid;
+	ret->uid = e.uid;
+	ret->gid = e.gid;
+	ret->port = e.port;
+	ret->proto = e.proto;
+	ret->kind = e.kind;
+	ret->verdict = e.verdict;
+	memcpy(ret->addr, e.addr, sizeof(ret->addr));
+	ret->family = (uint8_t)addr_normalize(e.family, ret->addr);
+	return 0;
+}
+
+int64_t event_boot_to_wall_ns(void)
+{
+	struct timespec rt, bt;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_BOOTTIME, &bt);
+	return ((int64_t)rt.tv_sec - bt.tv_sec) * 1000000000LL + ((int64_t)rt.tv_nsec - bt.tv_nsec);
+}
+
+const char *event_verdict_name(int verdict)
+{
+	switch (verdict) {
+	case NT_VERDICT_ALLOWED: return "allowed";
+	case NT_VERDICT_WOULD_BLOCK: return "would_block";
+	case NT_VERDICT_BLOCKED: return "blocked";
+	default: return "unknown";
+	}
+}
+
+const char *event_kind_name(int kind)
+{
+	switch (kind) {
+	case NT_EV_CONNECT: return "connect";
+	case NT_EV_SENDMSG: return "sendto";
+	default: return "unknown";
+	}
+}

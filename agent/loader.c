@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "log.h"
+#include "loader.h"
+#include "nettrail.skel.h"
+
+#define LOADER_MAX_LINKS 64
+
+struct loader {
+	struct nettrail_bpf *skel;
+	struct bpf_link *links[LOADER_MAX_LINKS];
+	int n_links;
+	int ncpus;
+};
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG && log_get_level() < NT_LOG_DEBUG)
+		return 0;
+	if (level == LIBBPF_INFO && log_get_level() < NT_LOG_DEBUG)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	if (n > 0 && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	log_debug("libbpf: %s", line);
+	return 0;
+}
+
+/* One sentence on why loading cannot work here, or NULL if nothing obvious is missing. */
+static const char *loader_diagnose(void)
+{
+	if (geteuid() != 0)
+		return "nettrail needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)";
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+		return "the kernel has no BTF (/sys/kernel/btf/vmlinux): CONFIG_DEBUG_INFO_BTF is needed";
+	return NULL;
+}
+
+int loader_open(size_t ringbuf_size, struct loader **ret, const char **why)
+{
+	struct loader *l;
+	int r;
+
+	*why = NULL;
+	libbpf_set_print(libbpf_log);
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->ncpus = libbpf_num_possible_cpus();
+	l->skel = nettrail_bpf__open();
+	if (!l->skel) {
+		r = -errno;
+		goto out_free;
+	}
+	r = bpf_map__set_max_entries(l->skel->maps.events, (__u32)ringbuf_size);
+	if (r < 0)
+		goto out_free;
+	/* libbpf 1.x charges BPF memory to the cgroup on kernels >= 5.11: no RLIMIT_MEMLOCK bump. */
+	r = nettrail_bpf__load(l->skel);
+	if (r < 0) {
+		*why = loader_diagnose();
+		if (!*why && r == -EPERM)
+			*why = "loading BPF programs was refused: CAP_BPF and CAP_SYS_ADMIN are needed";
+		goto out_free;
+	}
+	*ret = l;
+	return 0;
+out_free:
+	if (!*why)
+		*why = loader_diagnose();
+	loader_close(l);
+	return r;
+}
+
+int loader_attach(struct loader *l, const char *path)
+{
+	struct bpf_program *progs[] = {
+		l->skel->progs.nt_connect4, l->skel->progs.nt_connect6,
+		l->skel->progs.nt_sendmsg4, l->skel->progs.nt_sendmsg6,
+	};
+	int fd, r = 0;
+
+	if (l->n_links + 4 > LOADER_MAX_LINKS)
+		return -E2BIG;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* bpf_link: the attachment lives exactly as long as this process (fail open). */
+	for (size_t i = 0; i < 4; i++) {
+		struct bpf_link *link = bpf_program__attach_cgroup(progs[i], fd);
+
+		if (!link) {
+			r = -errno;
+			break;
+		}
+		l->links[l->n_links++] = link;
+	}
+	close(fd);
+	return r;
+}
+
+int loader_ringbuf_fd(struct loader *l)
+{
+	return bpf_map__fd(l->skel->maps.events);
+}
+
+int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX])
+{
+	uint64_t vals[l->ncpus];
+	int fd = bpf_map__fd(l->skel->maps.counters);
+
+	for (__u32 k = 0; k < NT_CNT_MAX; k++) {
+		if (bpf_map_lookup_elem(fd, &k, vals) < 0)
+			return -errno;
+		out[k] = 0;
+		for (int c = 0; c < l->ncpus; c++)
+			out[k] += vals[c];
+	}
+	return 0;
+}
+
+void loader_detach(struct loader *l)
+{
+	for (int i = 0; i < l->n_links; i++)
+		bpf_link__destroy(l->links[i]);
+	l->n_links = 0;
+}
+
+void loader_close(struct loader *l)
+{
+	if (!l)
+		return;
+	loader_detach(l);
+	nettrail_bpf__destroy(l->skel);
+	free(l);
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NT_LOADER_H
+#define NT_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "nettrail.h"
+
+struct loader;
+
+/*
+ * Opens and loads the BPF programs with a ring buffer of ringbuf_size bytes (a power of two,
+ * at least the page size). On failure, *why says in one sentence what is missing.
+ */
+int loader_open(size_t ringbuf_size, struct loader **ret, const char **why);
+
+/* Attaches every hook to the cgroup at path; its descendants are covered. */
+int loader_attach(struct loader *l, const char *path);
+
+/* The ring-buffer map's fd, and the sum over CPUs of each counter. */
+int loader_ringbuf_fd(struct loader *l);
+int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX]);
+
+/* Detaches every hook: from now on no event is produced; the ring buffer stays readable. */
+void loader_detach(struct loader *l);
+
+/* Detaches everything and frees. */
+void loader_close(struct loader *l);
+
+#endif /* NT_LOADER_H */

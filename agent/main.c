@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+/* nettrail: what does this script reach over the network, and what would break without it? */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cgroup.h"
+#include "cmd.h"
+#include "log.h"
+#include "parse.h"
+#include "store.h"
+
+static const char usage[] =
+	"usage: nettrail COMMAND [OPTIONS]\n"
+	"\n"
+	"Records every connect and DNS attempt of chosen cgroups, with the process that made it.\n"
+	"\n"
+	"commands:\n"
+	"  run      run a command in a watched cgroup and print what it reached\n"
+	"  agent    watch cgroups until stopped (long-running, for systemd)\n"
+	"  deps     print the recorded dependencies, one line per destination\n"
+	"  events   print the most recent recorded connections\n"
+	"  version  print the version\n"
+	"\n"
+	"`nettrail COMMAND --help` describes each. The database is --db PATH, else $NETTRAIL_DB,\n"
+	"else " DEFAULT_DB ".\n";
+
+const char *db_path_default(void)
+{
+	const char *env = getenv("NETTRAIL_DB");
+
+	return env && *env ? env : DEFAULT_DB;
+}
+
+int db_dir_ensure(const char *db_path)
+{
+	char dir[4096];
+	char *slash;
+
+	if (snprintf(dir, sizeof(dir), "%s", db_path) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int runs_root_path(char *ret, size_t len)
+{
+	char mnt[4096];
+	int r = cgroup_find_mount(mnt, sizeof(mnt));
+
+	if (r < 0)
+		return r;
+	if (snprintf(ret, len, "%s/nettrail", mnt) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int opt_ringbuf_size(const char *arg, size_t *ret)
+{
+	uint64_t v;
+
+	if (parse_size(arg, 4096, 1ULL << 30, &v) < 0 || (v & (v - 1)) != 0) {
+		log_err("--ringbuf-size must be a power of two from 4K to 1G, not '%s'", arg);
+		return EXIT_USAGE;
+	}
+	*ret = (size_t)v;
+	return 0;
+}
+
+int opt_queue_size(const char *arg, size_t *ret)
+{
+	uint64_t v;
+
+	if (parse_u64(arg, 1, 1ULL << 24, &v) < 0) {
+		log_err("--queue-size must be a number of events from 1 to 16777216, not '%s'", arg);
+		return EXIT_USAGE;
+	}
+	*ret = (size_t)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("nettrail %s (schema %d)\n", NT_VERSION, store_schema_latest());
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "agent"))
+		return cmd_agent(argc - 1, argv + 1);
+	if (!strcmp(cmd, "deps"))
+		return cmd_deps(argc - 1, argv + 1);
+	if (!strcmp(cmd, "events"))
+		return cmd_events(argc - 1, argv + 1);
+	fprintf(stderr, "nettrail: unknown command '%s'\n\n%s", cmd, usage);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NT_REPORT_H
+#define NT_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sqlite3.h>
+
+struct report_filter {
+	const char *scope; /* NULL: every scope */
+	int64_t run_id;    /* 0: every run */
+	int64_t since_ns;  /* 0: from the start */
+};
+
+enum report_format { REPORT_TABLE, REPORT_CSV };
+
+/*
+ * The dependency report: one line per destination (proto, address, port) with attempts,
+ * distinct processes, verdicts and the command line of the first process that made it.
+ * Returns the number of destinations, or -EIO.
+ */
+int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
+
+/* Events lost by any source between two times (counter deltas from `stats`). */
+int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns);
+
+#endif /* NT_REPORT_H */

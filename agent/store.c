@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "addr.h"
+#include "event.h"
+#include "store.h"
+#include "util.h"
+
+enum stmt_id {
+	ST_PROCESS_INSERT,
+	ST_PROCESS_FIND,
+	ST_CONN_INSERT,
+	ST_RUN_BEGIN,
+	ST_RUN_END,
+	ST_RUN_DELETE,
+	ST_RUN_FIND,
+	ST_CGROUP_PUT,
+	ST_STAT_ADD,
+	ST_STATE_SET,
+	ST_STATE_GET,
+	ST_MAX,
+};
+
+static const char *const stmt_sql[ST_MAX] = {
+	[ST_PROCESS_INSERT] =
+		"INSERT INTO processes (pid, start_ns, ppid, uid, gid, comm, exe, cmdline,"
+		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (pid, start_ns) DO NOTHING",
+	[ST_PROCESS_FIND] = "SELECT id FROM processes WHERE pid = ? AND start_ns = ?",
+	[ST_CONN_INSERT] =
+		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
+		" family, proto, addr, addr_key, port, verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_RUN_BEGIN] =
+		"INSERT INTO runs (scope, cgroup, cgroup_id, command, host, mode, started_ns)"
+		" VALUES (?,?,?,?,?,?,?)",
+	[ST_RUN_END] = "UPDATE runs SET ended_ns = ?, exit_status = ? WHERE id = ?",
+	[ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?",
+	[ST_RUN_FIND] = "SELECT id, scope FROM runs WHERE cgroup_id = ? ORDER BY id DESC LIMIT 1",
+	[ST_CGROUP_PUT] =
+		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns) VALUES (?,?,?,?,?)"
+		" ON CONFLICT (id) DO UPDATE SET path = excluded.path, scope = excluded.scope,"
+		" run_id = excluded.run_id",
+	[ST_STAT_ADD] = "INSERT INTO stats (time_ns, source, name, value) VALUES (?,?,?,?)",
+	[ST_STATE_SET] =
+		"INSERT INTO agent_state (key, value) VALUES (?, ?)"
+		" ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[ST_STATE_GET] = "SELECT value FROM agent_state WHERE key = ?",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[ST_MAX];
+	int flags;
+};
+
+static int store_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_CANTOPEN: return -EACCES;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_NOTADB: case SQLITE_CORRUPT: return -EBADMSG;
+	default: return -EIO;
+	}
+}
+
+const char *store_errmsg(struct store *s)
+{
+	return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
+}
+
+sqlite3 *store_db(struct store *s)
+{
+	return s->db;
+}
+
+static int store_exec(struct store *s, const char *sql)
+{
+	return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+int store_schema_latest(void)
+{
+	const char *p = nt_schema_sql;
+	int latest = 0, n;
+
+	while ((p = strstr(p, "\n-- migration ")) != NULL) {
+		p += strlen("\n-- migration ");
+		if (sscanf(p, "%d", &n) == 1 && n > latest)
+			latest = n;
+	}
+	return latest;
+}
+
+int store_schema_version(struct store *s)
+{
+	sqlite3_stmt *st;
+	int v = -EIO;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* The text of migration n: from its marker line to the next marker. NULL if absent. */
+static char *migration_text(int n)
+{
+	char marker[32];
+	const char *start, *end;
+
+	snprintf(marker, sizeof(marker), "\n-- migration %d\n", n);
+	start = strstr(nt_schema_sql, marker);
+	if (!start)
+		return NULL;
+	start += strlen(marker);
+	end = strstr(start, "\n-- migration ");
+	if (!end)
+		end = start + strlen(start);
+	return strndup(start, (size_t)(end - start));
+}
+
+int store_migrate(struct store *s, int to)
+{
+	int from = store_schema_version(s), r = 0;
+
+	if (from < 0)
+		return from;
+	if (from > store_schema_latest())
+		return -EPROTO;
+	for (int v = from + 1; v <= to; v++) {
+		_cleanup_free_ char *sql = migration_text(v);
+		char pragma[64];
+
+		if (!sql)
+			return -ENOENT;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v);
+		r = store_exec(s, "BEGIN IMMEDIATE");
+		if (r < 0)
+			return r;
+		r = store_exec(s, sql);
+		if (r == 0)
+			r = store_exec(s, pragma);
+		if (r == 0)
+			r = store_exec(s, "COMMIT");
+		if (r < 0) {
+			store_rollback(s);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int store_prepare(struct store *s)
+{
+	for (int i = 0; i < ST_MAX; i++) {
+		int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+					    &s->stmt[i], NULL);
+		if (rc != SQLITE_OK)
+			return store_errno(rc);
+	}
+	return 0;
+}
+
+static int store_setup(struct store *s)
+{
+	int r, v;
+
+	r = store_exec(s, "PRAGMA busy_timeout = 5000");
+	if (r < 0)
+		return r;
+	if (s->flags & STORE_READONLY) {
+		v = store_schema_version(s);
+		if (v < 0)
+			return v;
+		if (v > store_schema_latest())
+			return -EPROTO;
+		if (v < store_schema_latest())
+			return -ENOMEDIUM; /* not yet written by this version; open it read-write */
+		return store_prepare(s);
+	}
+	/* WAL: readers (sqlite3 shell, reports) never block the writer, nor it them. */
+	r = store_exec(s, "PRAGMA journal_mode = WAL");
+	if (r == 0)
+		r = store_exec(s, "PRAGMA synchronous = NORMAL");
+	if (r == 0)
+		r = store_migrate(s, store_schema_latest());
+	if (r == 0)
+		r = store_prepare(s);
+	return r;
+}
+
+int store_open(const char *path, int flags, struct store **ret)
+{
+	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
+					      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	struct store *s;
+	int rc, r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->flags = flags;
+	rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = store_errno(rc);
+		goto out_close;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	r = store_setup(s);
+	if (r < 0)
+		goto out_close;
+	*ret = s;
+	return 0;
+out_close:
+	store_close(s);
+	return r;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < ST_MAX; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close_v2(s->db);
+	free(s);
+}
+
+int store_begin(struct store *s)
+{
+	return store_exec(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(struct store *s)
+{
+	return store_exec(s, "COMMIT");
+}
+
+void store_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Steps a prepared statement to completion and resets it. */
+static int stmt_run(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_id(sqlite3_stmt *st, int i, int64_t id)
+{
+	if (id > 0)
+		sqlite3_bind_int64(st, i, id);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, int64_t *ret_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_PROCESS_FIND];
+	int rc, r = 0;
+
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, (int64_t)start_ns);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_id = sqlite3_column_int64(st, 0);
+		r = 1;
+	} else if (rc != SQLITE_DONE)
+		r = store_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
+int store_put_process(struct store *s, const struct process_row *p, int64_t *ret_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_PROCESS_INSERT];
+	int r;
+
+	sqlite3_bind_int64(st, 1, p->pid);
+	sqlite3_bind_int64(st, 2, (int64_t)p->start_ns);
+	sqlite3_bind_int64(st, 3, p->ppid);
+	sqlite3_bind_int64(st, 4, p->uid);
+	sqlite3_bind_int64(st, 5, p->gid);
+	bind_text(st, 6, p->comm);
+	bind_text(st, 7, p->exe);
+	bind_text(st, 8, p->cmdline);
+	bind_text(st, 9, p->cmdline_from_proc ? "proc" : "bpf");
+	sqlite3_bind_int64(st, 10, (int64_t)p->cgroup_id);
+	bind_text(st, 11, p->scope);
+	bind_id(st, 12, p->run_id);
+	sqlite3_bind_int64(st, 13, p->first_seen_ns);
+	r = stmt_run(st);
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(s->db) == 1) {
+		*ret_id = sqlite3_last_insert_rowid(s->db);
+		return 0;
+	}
+	r = store_find_process(s, p->pid, p->start_ns, ret_id);
+	return r == 1 ? 0 : (r < 0 ? r : -ENOENT);
+}
+
+int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
+			    const char *scope, int64_t run_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
+	char text[ADDR_TEXT_MAX], pbuf[16];
+	uint8_t key[16];
+
+	if (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
+	    addr_key(c->family, c->addr, key) < 0)
+		return -EAFNOSUPPORT;
+	sqlite3_bind_int64(st, 1, c->time_ns);
+	sqlite3_bind_int64(st, 2, process_id);
+	bind_id(st, 3, run_id);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)c->cgroup_id);
+	sqlite3_bind_text(st, 6, event_kind_name(c->kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, c->family == AF_INET ? "ipv4" : "ipv6", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, addr_proto_name(c->proto, pbuf, sizeof(pbuf)), -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 9, text, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 10, key, sizeof(key), SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 11, c->port);
+	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
+	return stmt_run(st);
+}
+
+int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_RUN_BEGIN];
+	int err;
+
+	bind_text(st, 1, r->scope);
+	bind_text(st, 2, r->cgroup);
+	sqlite3_bind_int64(st, 3, (int64_t)r->cgroup_id);
+	bind_text(st, 4, r->command);
+	bind_text(st, 5, r->host);
+	bind_text(st, 6, r->mode);
+	sqlite3_bind_int64(st, 7, r->started_ns);
+	err = stmt_run(st);
+	if (err < 0)
+		return err;
+	*ret_id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+int store_run_end(struct store *s, int64_t run_id, int64_t ended_ns, int exit_status)
+{
+	sqlite3_stmt *st = s->stmt[ST_RUN_END];
+
+	sqlite3_bind_int64(st, 1, ended_ns);
+	sqlite3_bind_int(st, 2, exit_status);
+	sqlite3_bind_int64(st, 3, run_id);
+	return stmt_run(st);
+}
+
+int store_run_delete(struct store *s, int64_t run_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_RUN_DELETE];
+
+	sqlite3_bind_int64(st, 1, run_id);
+	return stmt_run(st);
+}
+
+int store_find_run(struct store *s, uint64_t cgroup_id, int64_t *ret_run_id, char *scope,
+		   size_t scope_len)
+{
+	sqlite3_stmt *st = s->stmt[ST_RUN_FIND];
+	int rc, r = 0;
+
+	sqlite3_bind_int64(st, 1, (int64_t)cgroup_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_run_id = sqlite3_column_int64(st, 0);
+		snprintf(scope, scope_len, "%s", (const char *)sqlite3_column_text(st, 1));
+		r = 1;
+	} else if (rc != SQLITE_DONE)
+		r = store_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}
+
+int store_put_cgroup(struct store *s, uint64_t id, const char *path, const char *scope,
+		     int64_t run_id, int64_t now_ns)
+{
+	sqlite3_stmt *st = s->stmt[ST_CGROUP_PUT];
+
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	bind_text(st, 2, path);
+	bind_text(st, 3, scope);
+	bind_id(st, 4, run_id);
+	sqlite3_bind_int64(st, 5, now_ns);
+	return stmt_run(st);
+}
+
+int store_add_stat(struct store *s, int64_t time_ns, const char *source, const char *name,
+		   int64_t value)
+{
+	sqlite3_stmt *st = s->stmt[ST_STAT_ADD];
+
+	sqlite3_bind_int64(st, 1, time_ns);
+	bind_text(st, 2, source);
+	bind_text(st, 3, name);
+	sqlite3_bind_int64(st, 4, value);
+	return stmt_run(st);
+}
+
+int store_set_state(struct store *s, const char *key, int64_t value)
+{
+	sqlite3_stmt *st = s->stmt[ST_STATE_SET];
+
+	bind_text(st, 1, key);
+	sqlite3_bind_int64(st, 2, value);
+	return stmt_run(st);
+}
+
+int store_get_state(struct store *s, const char *key, int64_t *ret)
+{
+	sqlite3_stmt *st = s->stmt[ST_STATE_GET];
+	int rc, r = 0;
+
+	bind_text(st, 1, key);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret = sqlite3_column_int64(st, 0);
+		r = 1;
+	} else if (rc != SQLITE_DONE)
+		r = store_errno(rc);
+	sqlite3_reset(st);
+	return r;
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NT_STORE_H
+#define NT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+#include "event.h"
+
+/*
+ * The SQLite store. Functions return 0 (or a count) or -errno: -EIO for an SQLite error
+ * (store_errmsg() says which), -EBUSY when the database stayed locked, -EROFS when it is
+ * read-only, -EPROTO for a database written by a newer nettrail.
+ */
+struct store;
+
+enum store_flags {
+	STORE_READONLY = 1 << 0, /* open an existing database for queries only */
+};
+
+extern const char nt_schema_sql[];
+
+int store_open(const char *path, int flags, struct store **ret);
+void store_close(struct store *s);
+const char *store_errmsg(struct store *s);
+sqlite3 *store_db(struct store *s);
+
+/* The newest schema version this build knows, and the database's. */
+int store_schema_latest(void);
+int store_schema_version(struct store *s);
+/* Applies the migrations up to version `to` (tests use it to build an older database). */
+int store_migrate(struct store *s, int to);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+struct process_row {
+	uint32_t pid;
+	uint64_t start_ns;
+	uint32_t ppid, uid, gid;
+	const char *comm;
+	const char *exe;       /* NULL when unknown */
+	const char *cmdline;
+	int cmdline_from_proc; /* 1: full, from /proc; 0: first bytes captured in BPF */
+	uint64_t cgroup_id;
+	const char *scope;
+	int64_t run_id;        /* 0: none */
+	int64_t first_seen_ns;
+};
+
+/* Inserts the process, or finds the row of the same (pid, start_ns). */
+int store_put_process(struct store *s, const struct process_row *p, int64_t *ret_id);
+int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, int64_t *ret_id);
+
+int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
+			    const char *scope, int64_t run_id);
+
+struct run_row {
+	const char *scope;
+	const char *cgroup;
+	uint64_t cgroup_id;
+	const char *command;
+	const char *host;
+	const char *mode;
+	int64_t started_ns;
+};
+
+int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id);
+int store_run_delete(struct store *s, int64_t run_id);
+int store_run_end(struct store *s, int64_t run_id, int64_t ended_ns, int exit_status);
+/* The run whose cgroup this is: 1 found, 0 not, or -errno. */
+int store_find_run(struct store *s, uint64_t cgroup_id, int64_t *ret_run_id, char *scope,
+		   size_t scope_len);
+
+int store_put_cgroup(struct store *s, uint64_t id, const char *path, const char *scope,
+		     int64_t run_id, int64_t now_ns);
+
+int store_add_stat(struct store *s, int64_t time_ns, const char *source, const char *name,
+		   int64_t value);
+
+int store_set_state(struct store *s, const char *key, int64_t value);
+/* 1 found, 0 not, or -errno. */
+int store_get_state(struct store *s, const char *key, int64_t *ret);
+
+#endif /* NT_STORE_H */

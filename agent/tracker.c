@@ -1,0 +1,774 @@
+// SPDX-License-Identifier: MIT
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "cgroup.h"
+#include "event.h"
+#include "loader.h"
+#include "log.h"
+#include "procfs.h"
+#include "queue.h"
+#include "store.h"
+#include "tracker.h"
+#include "util.h"
+
+#define TICK_MS 100           /* commit interval, and how often the loop looks around */
+#define BATCH_MAX 1000        /* events per transaction at most */
+#define KEYMAP_CAP (1 << 16)  /* processes remembered by each thread */
+#define CGMAP_CAP 4096        /* cgroups remembered by the writer */
+#define FD_CB_MAX 8
+
+/* (pid, start) -> value; open addressing, forgotten wholesale when 3/4 full. */
+struct keymap_entry {
+	uint64_t start_ns;
+	uint32_t pid;
+	uint32_t used;
+	int64_t value;
+};
+
+struct keymap {
+	struct keymap_entry *e;
+	size_t len;
+};
+
+struct cg_entry {
+	uint64_t id;
+	int64_t run_id;
+	char scope[65];
+};
+
+struct fd_cb {
+	int fd;
+	tracker_fd_cb cb;
+	void *ctx;
+};
+
+struct tracker {
+	struct tracker_opts o;
+	struct loader *loader;
+	struct ring_buffer *rb;
+	struct store *store; /* the writer thread's */
+	struct queue q;
+	pthread_t writer;
+	int writer_started;
+	int epfd, timerfd;
+	struct fd_cb fds[FD_CB_MAX];
+	int n_fds;
+	int64_t boot_to_wall_ns;
+	unsigned ticks;
+	struct keymap seen;  /* main thread: processes already sent to the writer */
+	/* writer thread only */
+	struct keymap proc_ids;
+	struct cg_entry *cgmap;
+	/* counters: main thread writes the first four, the writer the last two */
+	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
+	uint64_t stored, store_failed;
+};
+
+static int64_t wall_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static uint64_t atomic_get(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void atomic_add(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+/* ---- keymap ---------------------------------------------------------------------------- */
+
+static int keymap_init(struct keymap *m)
+{
+	m->e = calloc(KEYMAP_CAP, sizeof(*m->e));
+	m->len = 0;
+	return m->e ? 0 : -ENOMEM;
+}
+
+static struct keymap_entry *keymap_slot(struct keymap *m, uint32_t pid, uint64_t start_ns)
+{
+	uint64_t h = (pid * 0x9E3779B97F4A7C15ULL) ^ (start_ns * 0xC2B2AE3D27D4EB4FULL);
+	size_t i = (size_t)(h >> 40) & (KEYMAP_CAP - 1);
+
+	for (;; i = (i + 1) & (KEYMAP_CAP - 1)) {
+		struct keymap_entry *e = &m->e[i];
+
+		if (!e->used || (e->pid == pid && e->start_ns == start_ns))
+			return e;
+	}
+}
+
+static int keymap_get(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_t *ret)
+{
+	struct keymap_entry *e = keymap_slot(m, pid, start_ns);
+
+	if (!e->used)
+		return 0;
+	*ret = e->value;
+	return 1;
+}
+
+static void keymap_put(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_t value)
+{
+	struct keymap_entry *e;
+
+	if (m->len >= KEYMAP_CAP / 4 * 3) {
+		memset(m->e, 0, KEYMAP_CAP * sizeof(*m->e));
+		m->len = 0;
+	}
+	e = keymap_slot(m, pid, start_ns);
+	if (!e->used)
+		m->len++;
+	*e = (struct keymap_entry){ .start_ns = start_ns, .pid = pid, .used = 1, .value = value };
+}
+
+/* ---- writer thread: cgroups --------------------------------------------------------------- */
+
+struct cg_search {
+	uint64_t id;
+	char *found; /* heap path, when found */
+	unsigned visited;
+};
+
+/* Depth-first search below dir for the cgroup directory whose inode is s->id. */
+static void cg_search_dir(const char *dir, int depth, struct cg_search *s)
+{
+	DIR *d;
+	struct dirent *de;
+
+	if (depth > 32 || s->found || s->visited > 100000)
+		return;
+	d = opendir(dir);
+	if (!d)
+		return;
+	while (!s->found && (de = readdir(d)) != NULL) {
+		char sub[4096];
+
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		s->visited++;
+		if (snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= (int)sizeof(sub))
+			continue;
+		if (de->d_ino == s->id) {
+			s->found = strdup(sub);
+			break;
+		}
+		cg_search_dir(sub, depth + 1, s);
+	}
+	closedir(d);
+}
+
+/* The run owning path: the nearest ancestor (up to the watch root) that is a run's cgroup. */
+static int cg_find_run_up(struct tracker *t, const struct watch *w, char *path,
+			  struct cg_entry *ret)
+{
+	size_t root_len = strlen(w->path);
+
+	while (strlen(path) > root_len) {
+		uint64_t id;
+		char *slash;
+
+		if (cgroup_id(path, &id) == 0 &&
+		    store_find_run(t->store, id, &ret->run_id, ret->scope, sizeof(ret->scope)) == 1)
+			return 1;
+		slash = strrchr(path, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+	}
+	return 0;
+}
+
+static void cg_scope_from_path(const struct watch *w, const char *path, struct cg_entry *ret)
+{
+	const char *rel = path + strlen(w->path);
+	size_t n;
+
+	if (!w->runs_root) {
+		snprintf(ret->scope, sizeof(ret->scope), "%s", w->scope);
+		return;
+	}
+	/* <runs root>/<scope>/<run>/...: a process outside any run still has its scope. */
+	while (*rel == '/')
+		rel++;
+	n = strcspn(rel, "/");
+	if (n == 0 || n >= sizeof(ret->scope))
+		snprintf(ret->scope, sizeof(ret->scope), "%s", "unscoped");
+	else
+		snprintf(ret->scope, sizeof(ret->scope), "%.*s", (int)n, rel);
+}
+
+static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
+{
+	_cleanup_free_ char *path = NULL;
+	const struct watch *w = NULL;
+
+	ret->id = id;
+	ret->run_id = 0;
+	if (store_find_run(t->store, id, &ret->run_id, ret->scope, sizeof(ret->scope)) == 1) {
+		store_put_cgroup(t->store, id, NULL, ret->scope, ret->run_id, wall_now_ns());
+		return;
+	}
+	for (int i = 0; i < t->o.n_watches && !path; i++) {
+		struct cg_search s = { .id = id };
+		uint64_t root_id;
+
+		w = &t->o.watches[i];
+		if (cgroup_id(w->path, &root_id) == 0 && root_id == id)
+			path = strdup(w->path);
+		else {
+			cg_search_dir(w->path, 0, &s);
+			path = s.found;
+		}
+	}
+	if (path) {
+		char *up = strdup(path);
+
+		if (!up || !cg_find_run_up(t, w, up, ret))
+			cg_scope_from_path(w, path, ret);
+		free(up);
+	} else {
+		/* Gone before we looked: with one watch, it was below that one. */
+		w = &t->o.watches[0];
+		snprintf(ret->scope, sizeof(ret->scope), "%s",
+			 t->o.n_watches == 1 && !w->runs_root ? w->scope : "unknown");
+		log_debug("cgroup %llu vanished before it could be named", (unsigned long long)id);
+	}
+	store_put_cgroup(t->store, id, path, ret->scope, ret->run_id, wall_now_ns());
+}
+
+static const struct cg_entry *cg_lookup(struct tracker *t, uint64_t id)
+{
+	size_t i = (size_t)(id * 0x9E3779B97F4A7C15ULL >> 52) & (CGMAP_CAP - 1);
+
+	for (size_t probes = 0; probes < CGMAP_CAP; probes++, i = (i + 1) & (CGMAP_CAP - 1)) {
+		if (t->cgmap[i].id == id)
+			return &t->cgmap[i];
+		if (t->cgmap[i].id == 0)
+			break;
+	}
+	if (t->cgmap[i].id != 0) /* full: start over */
+		memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
+	cg_resolve(t, id, &t->cgmap[i]);
+	return &t->cgmap[i];
+}
+
+/* ---- writer thread: rows ------------------------------------------------------------------ */
+
+static int writer_put_proc(struct tracker *t, struct proc_item *p)
+{
+	const struct cg_entry *cg = cg_lookup(t, p->row.cgroup_id);
+	int64_t id;
+	int r;
+
+	p->row.scope = cg->scope;
+	p->row.run_id = cg->run_id;
+	r = store_put_process(t->store, &p->row, &id);
+	if (r == 0)
+		keymap_put(&t->proc_ids, p->row.pid, p->row.start_ns, id);
+	return r;
+}
+
+/* The process row of an event; a minimal one if its QI_PROC item was forgotten or refused. */
+static int writer_process_id(struct tracker *t, const struct conn_record *c, int64_t *ret)
+{
+	struct process_row row = {
+		.pid = c->pid, .start_ns = c->start_ns, .ppid = c->ppid, .uid = c->uid,
+		.gid = c->gid, .cgroup_id = c->cgroup_id, .first_seen_ns = c->time_ns,
+	};
+	const struct cg_entry *cg;
+	int r;
+
+	if (keymap_get(&t->proc_ids, c->pid, c->start_ns, ret))
+		return 0;
+	r = store_find_process(t->store, c->pid, c->start_ns, ret);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		cg = cg_lookup(t, c->cgroup_id);
+		row.scope = cg->scope;
+		row.run_id = cg->run_id;
+		r = store_put_process(t->store, &row, ret);
+		if (r < 0)
+			return r;
+	}
+	keymap_put(&t->proc_ids, c->pid, c->start_ns, *ret);
+	return 0;
+}
+
+static int writer_put_conn(struct tracker *t, const struct conn_record *c)
+{
+	const struct cg_entry *cg;
+	int64_t pid_row;
+	int r;
+
+	r = writer_process_id(t, c, &pid_row);
+	if (r < 0)
+		return r;
+	cg = cg_lookup(t, c->cgroup_id);
+	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id);
+}
+
+static void writer_put_stats(struct tracker *t, const struct stats_item *st)
+{
+	for (int i = 0; i < st->n; i++)
+		store_add_stat(t->store, st->time_ns, t->o.source, st->names[i], st->values[i]);
+}
+
+struct writer_tx {
+	int open;
+	unsigned events;     /* connection rows in the open transaction */
+	int64_t sync_ns;     /* to publish once committed; 0: none */
+	struct timespec opened;
+};
+
+static void writer_commit(struct tracker *t, struct writer_tx *tx)
+{
+	int r;
+
+	if (!tx->open)
+		return;
+	r = store_commit(t->store);
+	if (r < 0) {
+		/* The events of this transaction are gone: count them, never drop them silently. */
+		log_err("failed to commit %u events: %s", tx->events, store_errmsg(t->store));
+		store_rollback(t->store);
+		atomic_add(&t->store_failed, tx->events);
+	} else {
+		atomic_add(&t->stored, tx->events);
+	}
+	tx->open = 0;
+	tx->events = 0;
+	if (tx->sync_ns && t->o.publish_sync && r == 0)
+		store_set_state(t->store, "synced_ns", tx->sync_ns);
+	tx->sync_ns = 0;
+}
+
+static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *it)
+{
+	int r = 0;
+
+	if (!tx->open && it->type != QI_SYNC) {
+		if (store_begin(t->store) < 0) {
+			log_err("failed to begin a transaction: %s", store_errmsg(t->store));
+			if (it->type == QI_CONN)
+				atomic_add(&t->store_failed, 1);
+			goto out_free;
+		}
+		tx->open = 1;
+		clock_gettime(CLOCK_MONOTONIC, &tx->opened);
+	}
+	switch (it->type) {
+	case QI_CONN:
+		r = writer_put_conn(t, &it->conn);
+		if (r < 0) {
+			log_warn("failed to store an event: %s", store_errmsg(t->store));
+			atomic_add(&t->store_failed, 1);
+		} else
+			tx->events++;
+		break;
+	case QI_PROC:
+		if (writer_put_proc(t, it->proc) < 0)
+			log_warn("failed to store process %u: %s", it->proc->row.pid,
+				 store_errmsg(t->store));
+		break;
+	case QI_STATS:
+		writer_put_stats(t, it->stats);
+		break;
+	case QI_SYNC:
+		tx->sync_ns = it->sync_ns;
+		break;
+	}
+out_free:
+	if (it->type == QI_PROC)
+		free(it->proc);
+	else if (it->type == QI_STATS)
+		free(it->stats);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+static void *writer_main(void *arg)
+{
+	struct tracker *t = arg;
+	struct writer_tx tx = { 0 };
+	struct qitem batch[256];
+	int n;
+
+	while ((n = queue_pop(&t->q, batch, ARRAY_SIZE(batch), TICK_MS)) != -EPIPE) {
+		int sync = 0;
+
+		for (int i = 0; i < n; i++) {
+			sync |= batch[i].type == QI_SYNC;
+			writer_apply(t, &tx, &batch[i]);
+		}
+		if (sync && !tx.open && tx.sync_ns && t->o.publish_sync) {
+			store_set_state(t->store, "synced_ns", tx.sync_ns);
+			tx.sync_ns = 0;
+		}
+		if (tx.open && (sync || tx.events >= BATCH_MAX || ms_since(&tx.opened) >= TICK_MS))
+			writer_commit(t, &tx);
+	}
+	writer_commit(t, &tx);
+	return NULL;
+}
+
+/* ---- main thread: ring buffer ------------------------------------------------------------- */
+
+static struct proc_item *proc_item_new(const struct nt_event *e, const struct conn_record *c)
+{
+	struct proc_item *p = calloc(1, sizeof(*p));
+	struct proc_extra *x;
+
+	if (!p)
+		return NULL;
+	memcpy(p->comm, e->comm, NT_COMM_LEN);
+	p->row = (struct process_row){
+		.pid = c->pid, .start_ns = c->start_ns, .ppid = c->ppid, .uid = c->uid,
+		.gid = c->gid, .comm = p->comm, .cmdline = p->cmdline, .cgroup_id = c->cgroup_id,
+		.first_seen_ns = c->time_ns,
+	};
+	procfs_argv_to_text(e->argv, e->argv_len, p->cmdline, sizeof(p->cmdline));
+	/* /proc adds the full command line and exe, if this pid is still that process. */
+	x = malloc(sizeof(*x));
+	if (x && procfs_read_process((pid_t)c->pid, c->start_ns, e->argv, e->argv_len, x) == 0) {
+		memcpy(p->cmdline, x->cmdline, sizeof(p->cmdline));
+		memcpy(p->exe, x->exe, sizeof(p->exe));
+		p->row.exe = p->exe[0] ? p->exe : NULL;
+		p->row.cmdline_from_proc = 1;
+	}
+	free(x);
+	return p;
+}
+
+static int on_sample(void *ctx, void *data, size_t len)
+{
+	struct tracker *t = ctx;
+	const struct nt_event *e = data;
+	struct qitem it = { .type = QI_CONN };
+	int64_t dummy;
+
+	if (event_decode(data, len, t->boot_to_wall_ns, &it.conn) < 0) {
+		t->bad++;
+		return 0;
+	}
+	if (!keymap_get(&t->seen, it.conn.pid, it.conn.start_ns, &dummy)) {
+		struct qitem pit = { .type = QI_PROC, .proc = proc_item_new(e, &it.conn) };
+
+		if (pit.proc && queue_push(&t->q, &pit) == 0)
+			keymap_put(&t->seen, it.conn.pid, it.conn.start_ns, 1);
+		else
+			free(pit.proc); /* the writer will store what the event itself carries */
+	}
+	if (queue_push(&t->q, &it) < 0)
+		t->queue_full++;
+	return 0;
+}
+
+static void tracker_read_bpf_counters(struct tracker *t)
+{
+	uint64_t c[NT_CNT_MAX];
+
+	if (loader_counters(t->loader, c) == 0) {
+		t->bpf_ringbuf_full = c[NT_CNT_RINGBUF_FULL];
+		t->bpf_argv_fault = c[NT_CNT_ARGV_FAULT];
+	}
+}
+
+void tracker_counts(struct tracker *t, struct tracker_counts *ret)
+{
+	tracker_read_bpf_counters(t);
+	ret->ringbuf_full = t->bpf_ringbuf_full;
+	ret->argv_fault = t->bpf_argv_fault;
+	ret->queue_full = t->queue_full;
+	ret->bad = t->bad;
+	ret->stored = atomic_get(&t->stored);
+	ret->store_failed = atomic_get(&t->store_failed);
+}
+
+static void tracker_push_stats(struct tracker *t)
+{
+	struct stats_item *st = calloc(1, sizeof(*st));
+	struct qitem it = { .type = QI_STATS, .stats = st };
+	struct tracker_counts c;
+
+	if (!st)
+		return;
+	tracker_counts(t, &c);
+	st->time_ns = wall_now_ns();
+	st->names[st->n] = "events_lost_ringbuf";
+	st->values[st->n++] = (int64_t)c.ringbuf_full;
+	st->names[st->n] = "events_lost_queue";
+	st->values[st->n++] = (int64_t)c.queue_full;
+	st->names[st->n] = "events_lost_store";
+	st->values[st->n++] = (int64_t)c.store_failed;
+	st->names[st->n] = "events_bad";
+	st->values[st->n++] = (int64_t)c.bad;
+	st->names[st->n] = "events_stored";
+	st->values[st->n++] = (int64_t)c.stored;
+	st->names[st->n] = "argv_unreadable";
+	st->values[st->n++] = (int64_t)c.argv_fault;
+	if (queue_push(&t->q, &it) < 0)
+		free(st);
+}
+
+/* Everything in the ring buffer before `now` goes to the writer, then a sync marker. */
+static void tracker_tick(struct tracker *t)
+{
+	struct qitem it = { .type = QI_SYNC };
+
+	it.sync_ns = wall_now_ns();
+	ring_buffer__consume(t->rb);
+	queue_push(&t->q, &it);
+	if (++t->ticks % (1000 / TICK_MS) == 0) {
+		t->boot_to_wall_ns = event_boot_to_wall_ns(); /* follow clock steps */
+		tracker_push_stats(t);
+	}
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static int tracker_epoll_add(struct tracker *t, int fd, uint32_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tag };
+
+	return epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+enum { TAG_RINGBUF = 1000, TAG_TIMER = 1001 };
+
+static int tracker_setup_loop(struct tracker *t)
+{
+	struct itimerspec its = {
+		.it_interval = { 0, TICK_MS * 1000000L },
+		.it_value = { 0, TICK_MS * 1000000L },
+	};
+	int r;
+
+	t->rb = ring_buffer__new(loader_ringbuf_fd(t->loader), on_sample, t, NULL);
+	if (!t->rb)
+		return -errno;
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	t->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (t->epfd < 0 || t->timerfd < 0)
+		return -errno;
+	if (timerfd_settime(t->timerfd, 0, &its, NULL) < 0)
+		return -errno;
+	r = tracker_epoll_add(t, ring_buffer__epoll_fd(t->rb), TAG_RINGBUF);
+	if (r == 0)
+		r = tracker_epoll_add(t, t->timerfd, TAG_TIMER);
+	return r;
+}
+
+static void tracker_free(struct tracker *t)
+{
+	if (t->writer_started) {
+		queue_close(&t->q);
+		pthread_join(t->writer, NULL);
+	}
+	ring_buffer__free(t->rb);
+	loader_close(t->loader);
+	store_close(t->store);
+	if (t->q.items)
+		queue_destroy(&t->q);
+	if (t->epfd > 0)
+		close(t->epfd);
+	if (t->timerfd > 0)
+		close(t->timerfd);
+	free(t->seen.e);
+	free(t->proc_ids.e);
+	free(t->cgmap);
+	free(t);
+}
+
+int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char **why)
+{
+	struct tracker *t;
+	int r;
+
+	*why = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->o = *o;
+	t->epfd = t->timerfd = -1;
+	t->boot_to_wall_ns = event_boot_to_wall_ns();
+	t->cgmap = calloc(CGMAP_CAP, sizeof(*t->cgmap));
+	if (!t->cgmap || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	r = queue_init(&t->q, o->queue_cap);
+	if (r < 0)
+		goto out_free;
+	r = store_open(o->db_path, 0, &t->store);
+	if (r < 0) {
+		*why = "failed to open the database";
+		goto out_free;
+	}
+	r = loader_open(o->ringbuf_size, &t->loader, why);
+	if (r < 0)
+		goto out_free;
+	for (int i = 0; i < o->n_watches; i++) {
+		r = loader_attach(t->loader, o->watches[i].path);
+		if (r < 0) {
+			*why = "failed to attach to a watched cgroup";
+			goto out_free;
+		}
+	}
+	r = tracker_setup_loop(t);
+	if (r < 0)
+		goto out_free;
+	r = -pthread_create(&t->writer, NULL, writer_main, t);
+	if (r < 0)
+		goto out_free;
+	t->writer_started = 1;
+	*ret = t;
+	return 0;
+out_free:
+	tracker_free(t);
+	return r;
+}
+
+int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx)
+{
+	int r;
+
+	if (t->n_fds == FD_CB_MAX)
+		return -E2BIG;
+	r = tracker_epoll_add(t, fd, (uint32_t)t->n_fds);
+	if (r < 0)
+		return r;
+	t->fds[t->n_fds++] = (struct fd_cb){ .fd = fd, .cb = cb, .ctx = ctx };
+	return 0;
+}
+
+int tracker_run(struct tracker *t)
+{
+	struct epoll_event evs[8];
+
+	for (;;) {
+		int n = epoll_wait(t->epfd, evs, ARRAY_SIZE(evs), -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			uint32_t tag = evs[i].data.u32;
+			uint64_t expirations;
+			int r;
+
+			if (tag == TAG_RINGBUF) {
+				ring_buffer__consume(t->rb);
+			} else if (tag == TAG_TIMER) {
+				if (read(t->timerfd, &expirations, sizeof(expirations)) > 0)
+					tracker_tick(t);
+			} else if (tag < (uint32_t)t->n_fds) {
+				r = t->fds[tag].cb(t, t->fds[tag].fd, t->fds[tag].ctx);
+				if (r != 0)
+					return r < 0 ? r : 0;
+			}
+		}
+	}
+}
+
+int tracker_finish(struct tracker *t, struct tracker_counts *ret)
+{
+	struct qitem it = { .type = QI_SYNC };
+
+	/* No new events once detached; then everything still in the ring buffer is stored. */
+	loader_detach(t->loader);
+	ring_buffer__consume(t->rb);
+	tracker_push_stats(t);
+	it.sync_ns = wall_now_ns();
+	queue_push(&t->q, &it);
+	queue_close(&t->q);
+	pthread_join(t->writer, NULL);
+	t->writer_started = 0;
+	if (ret)
+		tracker_counts(t, ret);
+	/* The final stats row, now that the writer's own counts are final. */
+	{
+		struct tracker_counts c;
+		int64_t now = wall_now_ns();
+
+		tracker_counts(t, &c);
+		store_add_stat(t->store, now, t->o.source, "events_stored", (int64_t)c.stored);
+		store_add_stat(t->store, now, t->o.source, "events_lost_store",
+			       (int64_t)c.store_failed);
+	}
+	tracker_free(t);
+	return 0;
+}
+
+/* ---- the host-wide agent lock --------------------------------------------------------------- */
+
+int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len)
+{
+	int fd;
+
+	if (mkdir(AGENT_LOCK_DIR, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	fd = open(AGENT_LOCK_PATH, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = pread(fd, busy_db, len - 1, 0);
+
+		busy_db[n > 0 ? n : 0] = '\0';
+		busy_db[strcspn(busy_db, "\n")] = '\0';
+		close(fd);
+		return -EBUSY;
+	}
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, db_path, strlen(db_path), 0) < 0 ||
+	    pwrite(fd, "\n", 1, (off_t)strlen(db_path)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int agent_lock_probe(char *db, size_t len)
+{
+	int fd = open(AGENT_LOCK_PATH, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		close(fd); /* nobody holds it: no agent */
+		return 0;
+	}
+	n = pread(fd, db, len - 1, 0);
+	db[n > 0 ? n : 0] = '\0';
+	db[strcspn(db, "\n")] = '\0';
+	close(fd);
+	return 1;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NT_TRACKER_H
+#define NT_TRACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The pipeline shared by `nettrail agent` and the embedded agent of `nettrail run`:
+ * BPF hooks on the watched cgroups -> ring buffer -> decode and enrich (one epoll loop in the
+ * caller's thread) -> bounded queue -> store writer thread (batched SQLite transactions).
+ */
+
+#define WATCH_MAX 16
+
+struct watch {
+	char path[4096];
+	char scope[65];
+	int runs_root;   /* <cgroup2>/nettrail: scope and run come from the path and the runs table */
+};
+
+struct tracker_opts {
+	const char *db_path;
+	const struct watch *watches;
+	int n_watches;
+	size_t ringbuf_size;
+	size_t queue_cap;
+	const char *source;  /* names this tracker's rows in `stats` */
+	int publish_sync;    /* keep agent_state.synced_ns current (for `run` with an agent) */
+};
+
+struct tracker_counts {
+	uint64_t ringbuf_full;  /* lost in BPF: ring buffer full */
+	uint64_t queue_full;    /* lost in the agent: writer queue full */
+	uint64_t store_failed;  /* lost in the agent: a transaction failed */
+	uint64_t bad;           /* samples that did not decode */
+	uint64_t stored;        /* connection rows committed */
+	uint64_t argv_fault;    /* events whose argv could not be read in BPF */
+};
+
+struct tracker;
+
+/* Opens the store, loads and attaches. On failure *why may hold one sentence for the user. */
+int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char **why);
+
+/* Adds an fd to the loop; cb returns 1 to end tracker_run, 0 to go on, <0 on error. */
+typedef int (*tracker_fd_cb)(struct tracker *t, int fd, void *ctx);
+int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx);
+
+/* Runs the event loop until a callback ends it. */
+int tracker_run(struct tracker *t);
+
+/* Detaches, drains the ring buffer, commits everything, stops the writer, frees. */
+int tracker_finish(struct tracker *t, struct tracker_counts *ret);
+
+void tracker_counts(struct tracker *t, struct tracker_counts *ret);
+
+/* The host-wide agent lock: one agent per host, and `run` finds it. */
+#define AGENT_LOCK_DIR "/run/nettrail"
+#define AGENT_LOCK_PATH AGENT_LOCK_DIR "/agent.lock"
+/* Takes the lock and writes db_path in it; -EBUSY (and the holder's db in busy_db) if held. */
+int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len);
+/* 1 and the agent's database if an agent holds the lock, 0 if none. */
+int agent_lock_probe(char *db, size_t len);
+
+#endif /* NT_TRACKER_H */

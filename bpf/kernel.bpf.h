@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The few kernel fields nettrail reads, declared by hand and relocated by CO-RE
+ * (preserve_access_index), instead of a generated vmlinux.h of every kernel type.
+ */
+#ifndef NETTRAIL_KERNEL_BPF_H
+#define NETTRAIL_KERNEL_BPF_H
+
+#include <linux/types.h>
+
+/* From the libc headers, which a BPF build does not include. */
+#define AF_INET 2
+#define AF_INET6 10
+#define ENOSPC 28
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	struct mm_struct *mm;
+	__u64 start_boottime;
+	char comm[16];
+} __attribute__((preserve_access_index));
+
+#endif /* NETTRAIL_KERNEL_BPF_H */

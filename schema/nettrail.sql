@@ -1,0 +1,128 @@
+-- nettrail's SQLite schema.
+--
+-- The agent applies it with forward migrations: each "-- migration N" section below takes a
+-- database from user_version N-1 to N, in one transaction. Sections are only ever appended;
+-- a released section is never edited.
+--
+-- Times are stored as integer nanoseconds since the Unix epoch (*_ns) and shown as UTC
+-- ISO-8601 text by virtual generated columns (time, started, ended), which cost nothing to
+-- insert. Addresses are stored as text (addr) and as a 16-byte key (addr_key: IPv6 as is,
+-- IPv4 as ::ffff:a.b.c.d) so that ORDER BY and BETWEEN work across families.
+
+-- migration 1
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    scope       TEXT NOT NULL,
+    cgroup      TEXT NOT NULL,           -- path of the run's cgroup
+    cgroup_id   INTEGER NOT NULL,
+    command     TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    mode        TEXT NOT NULL,           -- 'embedded' (run loaded BPF itself) or 'agent'
+    started_ns  INTEGER NOT NULL,
+    ended_ns    INTEGER,
+    exit_status INTEGER,                 -- as a shell reports it: 128+N for signal N
+    started     TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', started_ns / 1e9, 'unixepoch')) VIRTUAL,
+    ended       TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ended_ns / 1e9, 'unixepoch')) VIRTUAL
+);
+CREATE INDEX runs_by_cgroup ON runs (cgroup_id);
+CREATE INDEX runs_by_scope ON runs (scope, started_ns);
+
+-- One row per cgroup that produced an event: how a cgroup id maps to a path, scope and run.
+CREATE TABLE cgroups (
+    id            INTEGER PRIMARY KEY,   -- the cgroup id (inode of its cgroup2 directory)
+    path          TEXT,                  -- NULL when the cgroup was gone before it was looked up
+    scope         TEXT NOT NULL,
+    run_id        INTEGER REFERENCES runs (id),
+    first_seen_ns INTEGER NOT NULL
+);
+
+-- A process is (pid, start_ns), never a pid alone: pids are reused.
+CREATE TABLE processes (
+    id            INTEGER PRIMARY KEY,
+    pid           INTEGER NOT NULL,
+    start_ns      INTEGER NOT NULL,      -- task start, ns after boot
+    ppid          INTEGER,
+    uid           INTEGER,
+    gid           INTEGER,
+    comm          TEXT,
+    exe           TEXT,                  -- NULL when the process was gone before /proc was read
+    cmdline       TEXT,                  -- full from /proc, or the first bytes captured in BPF
+    cmdline_source TEXT NOT NULL,        -- 'proc' or 'bpf'
+    cgroup_id     INTEGER,
+    scope         TEXT,
+    run_id        INTEGER REFERENCES runs (id),
+    first_seen_ns INTEGER NOT NULL,
+    UNIQUE (pid, start_ns)
+);
+CREATE INDEX processes_by_run ON processes (run_id);
+
+CREATE TABLE connections (
+    id          INTEGER PRIMARY KEY,
+    time_ns     INTEGER NOT NULL,
+    process_id  INTEGER NOT NULL REFERENCES processes (id),
+    run_id      INTEGER REFERENCES runs (id),
+    scope       TEXT NOT NULL,
+    cgroup_id   INTEGER NOT NULL,
+    kind        TEXT NOT NULL,           -- 'connect', or 'sendto' (first datagram per socket and destination)
+    family      TEXT NOT NULL,           -- 'ipv4' or 'ipv6'
+    proto       TEXT NOT NULL,           -- 'tcp' or 'udp'
+    addr        TEXT NOT NULL,
+    addr_key    BLOB NOT NULL,
+    port        INTEGER NOT NULL,
+    verdict     TEXT NOT NULL,           -- 'allowed', 'would_block' or 'blocked'
+    domain      TEXT,
+    rule        TEXT,
+    time        TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', time_ns / 1e9, 'unixepoch')) VIRTUAL
+);
+CREATE INDEX connections_by_time ON connections (time_ns);
+CREATE INDEX connections_by_dest ON connections (addr_key, port);
+CREATE INDEX connections_by_process ON connections (process_id);
+CREATE INDEX connections_by_run ON connections (run_id);
+
+-- Counters over time, cumulative since their source started (an agent, or an embedded run):
+-- events_lost_ringbuf (ring buffer full), events_lost_queue (agent queue full),
+-- events_lost_store (a write failed), events_bad (undecodable sample), events_stored.
+CREATE TABLE stats (
+    time_ns    INTEGER NOT NULL,
+    source     TEXT NOT NULL,            -- 'agent:<pid>@<start>' or 'run:<run id>'
+    name       TEXT NOT NULL,
+    value      INTEGER NOT NULL,
+    time       TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', time_ns / 1e9, 'unixepoch')) VIRTUAL
+);
+CREATE INDEX stats_by_name ON stats (name, source, time_ns);
+
+-- Small key/value state of the running agent (pid, synced_ns: everything that happened
+-- before that time is committed).
+CREATE TABLE agent_state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every event lost, per source and reason: the last value of each counter.
+CREATE VIEW events_lost AS
+SELECT source, name AS reason, max(value) AS events
+FROM stats
+WHERE name LIKE 'events_lost_%'
+GROUP BY source, name;
+
+-- What each scope depends on: one row per destination.
+CREATE VIEW dependencies AS
+WITH g AS (
+    SELECT scope, proto, addr_key, port,
+           count(*) AS attempts,
+           min(id) AS first_id,
+           min(time_ns) AS first_ns,
+           max(time_ns) AS last_ns,
+           count(DISTINCT process_id) AS processes,
+           group_concat(DISTINCT verdict) AS verdicts,
+           max(domain) AS domain
+    FROM connections
+    GROUP BY scope, proto, addr_key, port
+)
+SELECT g.scope, g.domain, g.proto, c.addr, g.port, g.attempts,
+       strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch') AS first_seen,
+       strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch') AS last_seen,
+       g.processes, g.verdicts, p.cmdline AS first_cmdline
+FROM g
+JOIN connections c ON c.id = g.first_id
+JOIN processes p ON p.id = c.process_id;
