@@ -117,8 +117,13 @@ integration: $(BUILD)/nettrail
 
 check: unit integration
 
-bench: $(BUILD)/nettrail
-	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) bench/run
+$(BUILD)/bench/loadgen: bench/loadgen.c Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -std=gnu11 -O2 $(WARN) -pthread $< -o $@
+
+bench: $(BUILD)/nettrail $(BUILD)/bench/loadgen
+	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) LOADGEN=$(abspath $(BUILD)/bench/loadgen) bench/run
 
 example: $(BUILD)/nettrail
 	$(Q)rm -f $(BUILD)/example.db*

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "parse.h"
+#include "store.h"
 #include "tracker.h"
 
 static const char agent_usage[] =
@@ -161,6 +163,25 @@ static int agent_runs_root(struct watch *w, int *created)
 	return 0;
 }
 
+/* The database must open (and migrate) before anything is loaded. */
+static int agent_check_db(const char *db)
+{
+	struct store *st;
+	int r = db_dir_ensure(db);
+
+	if (r < 0) {
+		log_err("failed to create the directory of %s: %s", db, strerror(-r));
+		return EXIT_FAIL;
+	}
+	r = store_open(db, 0, &st);
+	if (r < 0) {
+		log_err("failed to open database %s: %s", db, store_strerror(r));
+		return EXIT_FAIL;
+	}
+	store_close(st);
+	return 0;
+}
+
 static int agent_serve(struct agent_args *a)
 {
 	struct tracker_opts o = {
@@ -169,6 +190,7 @@ static int agent_serve(struct agent_args *a)
 	};
 	struct tracker_counts c;
 	struct tracker *t;
+	struct rusage ru;
 	const char *why;
 	char source[64];
 	sigset_t mask;
@@ -194,10 +216,11 @@ static int agent_serve(struct agent_args *a)
 	if (r < 0)
 		log_err("event loop failed: %s", strerror(-r));
 	tracker_finish(t, &c);
+	getrusage(RUSAGE_SELF, &ru);
 	log_info("stopped: %llu events stored, lost %llu (ring buffer full), %llu (queue full), "
-		 "%llu (store failed)", (unsigned long long)c.stored,
+		 "%llu (store failed); peak RSS %ld KiB", (unsigned long long)c.stored,
 		 (unsigned long long)c.ringbuf_full, (unsigned long long)c.queue_full,
-		 (unsigned long long)c.store_failed);
+		 (unsigned long long)c.store_failed, ru.ru_maxrss);
 	close(sfd);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }
@@ -211,6 +234,10 @@ int cmd_agent(int argc, char **argv)
 	r = agent_parse(argc, argv, &a);
 	if (r)
 		return r;
+	if (geteuid() != 0) {
+		log_err("nettrail agent needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)");
+		return EXIT_FAIL;
+	}
 	r = agent_runs_root(&a.watches[0], &created);
 	if (r)
 		return r;
@@ -223,15 +250,12 @@ int cmd_agent(int argc, char **argv)
 		r = EXIT_FAIL;
 		goto out_rmdir;
 	} else if (r < 0) {
-		log_err("failed to take %s: %s", AGENT_LOCK_PATH, strerror(-r));
+		log_err("failed to take %s: %s", agent_lock_path(), strerror(-r));
 		r = EXIT_FAIL;
 		goto out_rmdir;
 	}
-	r = db_dir_ensure(a.db);
-	if (r < 0) {
-		log_err("failed to create the directory of %s: %s", a.db, strerror(-r));
-		r = EXIT_FAIL;
-	} else
+	r = agent_check_db(a.db);
+	if (r == 0)
 		r = agent_serve(&a);
 	close(lock_fd);
 out_rmdir:

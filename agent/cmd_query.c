@@ -118,8 +118,7 @@ static int query_open(const char *db, struct store **ret)
 	if (r == -ENOMEDIUM)
 		r = store_open(db, 0, ret); /* an older schema: migrate it first */
 	if (r < 0) {
-		log_err("failed to open database %s: %s", db,
-			r == -EPROTO ? "it was written by a newer nettrail" : strerror(-r));
+		log_err("failed to open database %s: %s", db, store_strerror(r));
 		return EXIT_FAIL;
 	}
 	return 0;

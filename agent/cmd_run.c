@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -308,13 +309,18 @@ static void run_wait_agent_sync(struct store *st, int64_t until_ns)
 
 static void run_report(struct run_state *s, struct store *st, int64_t lost)
 {
-	struct report_filter f = { .run_id = s->run_id };
+	struct report_filter f = { .run_id = s->run_id, .limit = 40 };
+	int n;
 
 	fprintf(stderr, "\nnettrail: run %lld (scope %s) exited %d after %.2f s; events lost: %lld\n",
 		(long long)s->run_id, s->a->scope, s->status,
 		(double)(s->ended_ns - s->started_ns) / 1e9, (long long)lost);
-	if (report_deps(store_db(st), &f, REPORT_TABLE, stderr) == 0)
+	n = report_deps(store_db(st), &f, REPORT_TABLE, stderr);
+	if (n == 0)
 		fprintf(stderr, "no network destinations recorded\n");
+	else if (n > f.limit)
+		fprintf(stderr, "... and %d more destinations: nettrail deps --run %lld --db %s\n",
+			n - f.limit, (long long)s->run_id, s->a->db);
 	fprintf(stderr, "database: %s  (sqlite3 %s \"select * from connections where run_id = %lld\")\n",
 		s->a->db, s->a->db, (long long)s->run_id);
 }
@@ -343,6 +349,7 @@ static int run_embedded(struct run_state *s, struct store *st, int64_t *lost)
 	};
 	struct tracker_counts c;
 	struct tracker *t;
+	struct rusage ru;
 	const char *why;
 	char source[64];
 	int r;
@@ -364,6 +371,9 @@ static int run_embedded(struct run_state *s, struct store *st, int64_t *lost)
 		tracker_run(t);
 	}
 	tracker_finish(t, &c);
+	getrusage(RUSAGE_SELF, &ru);
+	log_debug("embedded agent: %llu events stored, peak RSS %ld KiB",
+		  (unsigned long long)c.stored, ru.ru_maxrss);
 	*lost = (int64_t)(c.ringbuf_full + c.queue_full + c.store_failed);
 	if (*lost)
 		log_warn("%lld events lost: %llu ring buffer full, %llu queue full, %llu store failed",
@@ -412,15 +422,21 @@ int cmd_run(int argc, char **argv)
 	r = run_parse(argc, argv, &a);
 	if (r)
 		return r;
+	if (geteuid() != 0) {
+		log_err("nettrail run needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)");
+		return EXIT_FAIL;
+	}
 	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
 	if (!a.db)
 		return EXIT_FAIL;
 	r = db_dir_ensure(a.db);
-	if (r == 0)
-		r = store_open(a.db, 0, &st);
 	if (r < 0) {
-		log_err("failed to open database %s: %s", a.db,
-			r == -EPROTO ? "it was written by a newer nettrail" : strerror(-r));
+		log_err("failed to create the directory of %s: %s", a.db, strerror(-r));
+		return EXIT_FAIL;
+	}
+	r = store_open(a.db, 0, &st);
+	if (r < 0) {
+		log_err("failed to open database %s: %s", a.db, store_strerror(r));
 		return EXIT_FAIL;
 	}
 	s.started_ns = now_ns();

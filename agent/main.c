@@ -36,6 +36,7 @@ const char *db_path_default(void)
 int db_dir_ensure(const char *db_path)
 {
 	char dir[4096];
+	struct stat st;
 	char *slash;
 
 	if (snprintf(dir, sizeof(dir), "%s", db_path) >= (int)sizeof(dir))
@@ -54,7 +55,9 @@ int db_dir_ensure(const char *db_path)
 	}
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
 		return -errno;
-	return 0;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
 int runs_root_path(char *ret, size_t len)

@@ -47,8 +47,8 @@ static int arg_needs_quotes(const char *a, size_t n)
 	return 0;
 }
 
-/* Appends s[0..n) to out at *o, escaping control bytes; stops when out is full. */
-static void text_append(char *out, size_t outlen, size_t *o, const char *s, size_t n, int quoted)
+/* Appends s[0..n) to out at *o, escaping control bytes. -1 once out is full. */
+static int text_append(char *out, size_t outlen, size_t *o, const char *s, size_t n, int quoted)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -64,10 +64,27 @@ static void text_append(char *out, size_t outlen, size_t *o, const char *s, size
 			elen = 1;
 		}
 		if (*o + elen >= outlen)
-			return;
+			return -1;
 		memcpy(out + *o, esc, elen);
 		*o += elen;
 	}
+	return 0;
+}
+
+/* One argument, quoted if a shell would need it. -1 once out is full. */
+static int text_append_arg(char *out, size_t outlen, size_t *o, const char *a, size_t n)
+{
+	int quoted = arg_needs_quotes(a, n);
+
+	if (*o > 0 && text_append(out, outlen, o, " ", 1, 0) < 0)
+		return -1;
+	if (quoted && text_append(out, outlen, o, "'", 1, 0) < 0)
+		return -1;
+	if (text_append(out, outlen, o, a, n, quoted) < 0)
+		return -1;
+	if (quoted && text_append(out, outlen, o, "'", 1, 0) < 0)
+		return -1;
+	return 0;
 }
 
 size_t procfs_argv_to_text(const char *argv, size_t len, char *out, size_t outlen)
@@ -76,25 +93,23 @@ size_t procfs_argv_to_text(const char *argv, size_t len, char *out, size_t outle
 
 	if (outlen == 0)
 		return 0;
-	/* A trailing NUL ends the last argument; it does not start an empty one. */
-	while (len > 0 && argv[len - 1] == '\0')
+	out[0] = '\0';
+	if (len == 0)
+		return 0;
+	/* The NUL after the last argument ends it; it does not start an empty one. */
+	if (argv[len - 1] == '\0')
 		len--;
-	while (i < len) {
+	while (i <= len) {
 		const char *a = argv + i;
 		const char *nul = memchr(a, '\0', len - i);
 		size_t n = nul ? (size_t)(nul - a) : len - i;
-		int quoted = arg_needs_quotes(a, n);
 
-		if (o > 0)
-			text_append(out, outlen, &o, " ", 1, 0);
-		if (quoted)
-			text_append(out, outlen, &o, "'", 1, 0);
-		text_append(out, outlen, &o, a, n, quoted);
-		if (quoted)
-			text_append(out, outlen, &o, "'", 1, 0);
-		i += n + 1;
+		/* Text cut short stops at a whole piece, never at a half-escaped one. */
+		if (text_append_arg(out, outlen, &o, a, n) < 0)
+			break;
 		if (!nul)
 			break;
+		i += n + 1;
 	}
 	out[o] = '\0';
 	return o;
@@ -124,6 +139,9 @@ int procfs_read_process(pid_t pid, uint64_t start_ns, const char *argv, size_t a
 	r = read_file(path, 1 << 20, &cmdline, &len);
 	if (r < 0)
 		return r == -ENOENT ? -ESRCH : r;
+	/* An exited process not yet reaped has an empty command line: it is gone. */
+	if (len == 0)
+		return -ESRCH;
 	/* An exec after the event would show another program under the same pid and start. */
 	if (argv_len > len || memcmp(cmdline, argv, argv_len) != 0)
 		return -ESTALE;

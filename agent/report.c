@@ -70,7 +70,8 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 		if (n++ == 0 && fmt == REPORT_TABLE)
 			fprintf(out, "%-12s %-5s %-39s %5s %8s %5s %-12s %s\n", "SCOPE", "PROTO",
 				"ADDRESS", "PORT", "ATTEMPTS", "PROCS", "VERDICTS", "FIRST PROCESS");
-		print_row(out, fmt, st);
+		if (!f->limit || n <= f->limit)
+			print_row(out, fmt, st);
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? n : -EIO;

@@ -10,6 +10,7 @@ struct report_filter {
 	const char *scope; /* NULL: every scope */
 	int64_t run_id;    /* 0: every run */
 	int64_t since_ns;  /* 0: from the start */
+	int limit;         /* 0: every destination */
 };
 
 enum report_format { REPORT_TABLE, REPORT_CSV };
@@ -17,7 +18,7 @@ enum report_format { REPORT_TABLE, REPORT_CSV };
 /*
  * The dependency report: one line per destination (proto, address, port) with attempts,
  * distinct processes, verdicts and the command line of the first process that made it.
- * Returns the number of destinations, or -EIO.
+ * Returns the number of destinations (also those past the limit), or -EIO.
  */
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
 

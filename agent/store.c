@@ -70,6 +70,16 @@ static int store_errno(int rc)
 	}
 }
 
+const char *store_strerror(int r)
+{
+	switch (r) {
+	case -EPROTO: return "it was written by a newer nettrail";
+	case -EBADMSG: return "not an SQLite database, or damaged";
+	case -ENOMEDIUM: return "its schema is older than this nettrail; open it once read-write";
+	default: return strerror(-r);
+	}
+}
+
 const char *store_errmsg(struct store *s)
 {
 	return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
@@ -101,12 +111,16 @@ int store_schema_latest(void)
 int store_schema_version(struct store *s)
 {
 	sqlite3_stmt *st;
-	int v = -EIO;
+	int rc, v;
 
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	if (sqlite3_step(st) == SQLITE_ROW)
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
 		v = sqlite3_column_int(st, 0);
+	else
+		v = rc == SQLITE_DONE ? -EIO : store_errno(rc);
 	sqlite3_finalize(st);
 	return v;
 }
@@ -177,12 +191,13 @@ static int store_setup(struct store *s)
 	r = store_exec(s, "PRAGMA busy_timeout = 5000");
 	if (r < 0)
 		return r;
+	/* A database from a newer nettrail is refused before anything is changed in it. */
+	v = store_schema_version(s);
+	if (v < 0)
+		return v;
+	if (v > store_schema_latest())
+		return -EPROTO;
 	if (s->flags & STORE_READONLY) {
-		v = store_schema_version(s);
-		if (v < 0)
-			return v;
-		if (v > store_schema_latest())
-			return -EPROTO;
 		if (v < store_schema_latest())
 			return -ENOMEDIUM; /* not yet written by this version; open it read-write */
 		return store_prepare(s);
@@ -211,7 +226,8 @@ int store_open(const char *path, int flags, struct store **ret)
 	s->flags = flags;
 	rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		r = store_errno(rc);
+		/* The operating system's reason says more than SQLITE_CANTOPEN. */
+		r = sqlite3_system_errno(s->db) ? -sqlite3_system_errno(s->db) : store_errno(rc);
 		goto out_close;
 	}
 	sqlite3_extended_result_codes(s->db, 1);

@@ -23,6 +23,8 @@ extern const char nt_schema_sql[];
 int store_open(const char *path, int flags, struct store **ret);
 void store_close(struct store *s);
 const char *store_errmsg(struct store *s);
+/* A user-facing reason for a negative return of store_open. */
+const char *store_strerror(int r);
 sqlite3 *store_db(struct store *s);
 
 /* The newest schema version this build knows, and the database's. */

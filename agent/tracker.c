@@ -727,13 +727,28 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 
 /* ---- the host-wide agent lock --------------------------------------------------------------- */
 
+static const char *agent_runtime_dir(void)
+{
+	const char *env = getenv("NETTRAIL_RUNTIME_DIR");
+
+	return env && *env ? env : AGENT_RUNTIME_DIR;
+}
+
+const char *agent_lock_path(void)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/agent.lock", agent_runtime_dir());
+	return path;
+}
+
 int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len)
 {
 	int fd;
 
-	if (mkdir(AGENT_LOCK_DIR, 0755) < 0 && errno != EEXIST)
+	if (mkdir(agent_runtime_dir(), 0755) < 0 && errno != EEXIST)
 		return -errno;
-	fd = open(AGENT_LOCK_PATH, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(agent_lock_path(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -757,7 +772,7 @@ int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len)
 
 int agent_lock_probe(char *db, size_t len)
 {
-	int fd = open(AGENT_LOCK_PATH, O_RDONLY | O_CLOEXEC);
+	int fd = open(agent_lock_path(), O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0)

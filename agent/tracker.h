@@ -55,9 +55,12 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret);
 
 void tracker_counts(struct tracker *t, struct tracker_counts *ret);
 
-/* The host-wide agent lock: one agent per host, and `run` finds it. */
-#define AGENT_LOCK_DIR "/run/nettrail"
-#define AGENT_LOCK_PATH AGENT_LOCK_DIR "/agent.lock"
+/*
+ * The host-wide agent lock: one agent per host, and `run` finds it. It lives in
+ * $NETTRAIL_RUNTIME_DIR, else /run/nettrail.
+ */
+#define AGENT_RUNTIME_DIR "/run/nettrail"
+const char *agent_lock_path(void);
 /* Takes the lock and writes db_path in it; -EBUSY (and the holder's db in busy_db) if held. */
 int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len);
 /* 1 and the agent's database if an agent holds the lock, 0 if none. */

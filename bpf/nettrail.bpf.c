@@ -56,6 +56,42 @@ static __always_inline void counter_inc(__u32 idx)
 		*v += 1;
 }
 
+/* Processes that already had an event: the agent knows them. */
+struct proc_key {
+	__u64 start_ns;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct proc_key);
+	__type(value, __u8);
+} procs_seen SEC(".maps");
+
+/*
+ * Waking the agent for every event costs the watched process a context switch per connect.
+ * The agent drains the ring buffer on its own every 100 ms anyway, so wake it only for the
+ * first event of a process (the agent then reads /proc while the process most likely still
+ * exists) or once a sixteenth of the buffer is in use (a burst wakes it long before the
+ * buffer is full).
+ */
+static __always_inline __u64 ringbuf_wakeup_flags(const struct nt_event *e)
+{
+	struct proc_key key = { .start_ns = e->start_ns, .tgid = e->pid };
+	__u64 used, size;
+	__u8 one = 1;
+
+	if (!bpf_map_lookup_elem(&procs_seen, &key)) {
+		bpf_map_update_elem(&procs_seen, &key, &one, BPF_ANY);
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	return used >= size / 16 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* The first bytes of argv, straight from the process's memory. */
 static __always_inline void task_read_argv(struct task_struct *task, struct nt_event *e)
 {
@@ -138,7 +174,7 @@ static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 
 	e->sock_cookie = bpf_get_socket_cookie(ctx);
 	e->_pad = 0;
 	event_fill_task(e);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ringbuf_wakeup_flags(e));
 	return 0;
 }
 

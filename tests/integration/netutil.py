@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Network workloads for nettrail's integration tests. Loopback addresses only."""
+import os
+import socket
+import sys
+import threading
+import time
+
+LOOPBACK = ("127.", "::1", "::ffff:127.")
+
+
+def check_loopback(host):
+    if not host.startswith(LOOPBACK):
+        sys.exit(f"netutil: refusing non-loopback address {host}")
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def serve_tcp(port):
+    """Accept and close connections on 127.0.0.1:port and [::1]:port until killed."""
+    socks = []
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(1024)
+        socks.append(s)
+
+    def loop(s):
+        while True:
+            c, _ = s.accept()
+            c.close()
+
+    for s in socks:
+        threading.Thread(target=loop, args=(s,), daemon=True).start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def connect_linger(host, port, secs):
+    """Connect, then stay alive: /proc still shows the process when the agent looks."""
+    connect(host, port)
+    time.sleep(secs)
+
+
+def connect(host, port, count=1):
+    check_loopback(host)
+    refused = 0
+    for _ in range(count):
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            refused += 1
+        s.close()
+    print(f"attempts={count} refused={refused}")
+
+
+def udp_connect(host, port):
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.send(b"x")
+    s.close()
+
+
+def udp_send(host, port, count, nsockets=1, ndests=1):
+    """count datagrams from each of nsockets sockets to each of ndests ports from port on."""
+    check_loopback(host)
+    for _ in range(nsockets):
+        s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+        for _ in range(count):
+            for d in range(ndests):
+                s.sendto(b"x", (host, port + d))
+        s.close()
+
+
+def udp_flood(host, base, n):
+    """One datagram to each of n ports: n distinct destinations, so n events."""
+    check_loopback(host)
+    if base + n > 65536:
+        sys.exit("netutil: udp-flood needs base + n <= 65536")
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    for i in range(n):
+        s.sendto(b"x", (host, base + i))
+    print(f"attempts={n}")
+
+
+def connect_report(host, port, outfile):
+    """Write our pid and parent as seen now, then connect."""
+    with open(outfile, "w") as f:
+        f.write(f"{os.getpid()} {os.getppid()}\n")
+    connect(host, port)
+
+
+def double_fork(host, port, outfile, marker):
+    """fork, setsid, fork, exec: a daemon-style grandchild that connects."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, __file__, "connect-report",
+                                      host, str(port), outfile, marker])
+        os._exit(0)
+    os.wait()
+    # The grandchild is not ours to wait for: give it time to write and connect.
+    for _ in range(100):
+        if os.path.exists(outfile) and os.path.getsize(outfile) > 0:
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)
+
+
+def quick(host, port):
+    """Connect and exit at once: the process is gone before anyone reads /proc."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    try:
+        s.connect((host, port))
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "serve-tcp":
+        serve_tcp(int(args[0]))
+    elif cmd == "connect":
+        connect(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 1)
+    elif cmd == "connect-linger":
+        connect_linger(args[0], int(args[1]), float(args[2]))
+    elif cmd == "udp-connect":
+        udp_connect(args[0], int(args[1]))
+    elif cmd == "udp-send":
+        udp_send(args[0], int(args[1]), int(args[2]), *(int(a) for a in args[3:5]))
+    elif cmd == "udp-flood":
+        udp_flood(args[0], int(args[1]), int(args[2]))
+    elif cmd == "connect-report":
+        connect_report(args[0], int(args[1]), args[2])
+    elif cmd == "double-fork":
+        double_fork(args[0], int(args[1]), args[2], args[3])
+    elif cmd == "quick":
+        quick(args[0], int(args[1]))
+    else:
+        sys.exit(f"netutil: unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,69 @@
+# The long-running agent, and `nettrail run` through it.
+
+# Starts an agent on $DB with extra arguments; waits until it watches. Its pid in AGENT.
+start_agent() {
+	"$NETTRAIL" agent --db "$DB" "$@" 2>"$T/agent.log" &
+	AGENT=$!
+	BG_PIDS+=("$AGENT")
+	wait_for "$T/agent.log" "watching|error" || fail "agent did not start"
+	grep -q error "$T/agent.log" && fail "agent: $(cat "$T/agent.log")"
+}
+
+stop_agent() {
+	kill -TERM "$AGENT"
+	wait "$AGENT"
+	AGENT_RC=$?
+}
+
+test_agent_records_run() {
+	serve_tcp 18101
+	start_agent
+	"$NETTRAIL" run --scope deploy -- "$PY" "$NETUTIL" connect 127.0.0.1 18101 2>"$T/report"
+	expect_eq "$?" 0 "run through the agent"
+	expect_match "$(cat "$T/report")" "recording through the running agent" "run found the agent"
+	# The report is printed only once the agent has committed the run's events.
+	expect_match "$(cat "$T/report")" "deploy +tcp +127.0.0.1 +18101 +1 " "report row"
+	expect_eq "$(q "$DB" "select r.mode, c.scope, c.port from connections c join runs r on r.id = c.run_id")" \
+		"agent|deploy|18101" "stored by the agent"
+	stop_agent
+	expect_eq "$AGENT_RC" 0 "clean stop"
+	expect_match "$(cat "$T/agent.log")" "stopped: 1 events stored" "shutdown summary"
+}
+
+test_agent_watches_a_service_cgroup() {
+	local svc="$CG2/nettrail-test-svc-$$"
+	mkdir "$svc"
+	start_agent --watch "$svc:billing"
+	# A process inside the service's cgroup, and one outside it.
+	sh -c "echo \$\$ > $svc/cgroup.procs; exec $PY $NETUTIL connect 127.0.0.1 18102" >/dev/null
+	"$PY" "$NETUTIL" connect 127.0.0.1 18103 >/dev/null
+	stop_agent
+	rmdir "$svc"
+	expect_eq "$(q "$DB" "select scope, port, run_id is null from connections")" "billing|18102|1" "only the service's connect"
+	expect_eq "$(q "$DB" "select path from cgroups")" "$svc" "cgroup path"
+}
+
+test_second_agent_refused() {
+	start_agent
+	"$NETTRAIL" agent --db "$T/other.db" 2>"$T/second.log"
+	expect_eq "$?" 1 "second agent exit status"
+	expect_match "$(cat "$T/second.log")" "another nettrail agent is running on this host \\(database $DB\\)" "message"
+	"$NETTRAIL" run --db "$T/other.db" -- true 2>"$T/run.log"
+	expect_eq "$?" 1 "run with another database than the agent's"
+	expect_match "$(cat "$T/run.log")" "an agent is running with database" "message"
+	stop_agent
+}
+
+test_agent_drains_on_sigterm() {
+	# Everything sent before SIGTERM is stored or counted lost: nothing vanishes.
+	local svc="$CG2/nettrail-test-drain-$$" n=5000 rows lost
+	mkdir "$svc"
+	start_agent --watch "$svc:drain"
+	sh -c "echo \$\$ > $svc/cgroup.procs; exec $PY $NETUTIL udp-flood 127.0.0.1 30000 $n" >/dev/null
+	stop_agent
+	rmdir "$svc"
+	rows=$(q "$DB" "select count(*) from connections where scope = 'drain'")
+	lost=$(q "$DB" "select coalesce(sum(events), 0) from events_lost")
+	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost)"
+	expect_eq "$AGENT_RC" 0 "exit status"
+}

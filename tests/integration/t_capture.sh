@@ -1,0 +1,134 @@
+# Capture with the embedded agent of `nettrail run`: what lands in the store.
+
+nrun() { # nettrail run into $DB; stderr (the report) in $T/report, exit status in RC
+	"$NETTRAIL" run --db "$DB" "$@" 2>"$T/report"
+	RC=$?
+}
+
+# The connections of the last run, as "proto family addr port kind" lines.
+conns() {
+	q "$DB" "select proto, family, addr, port, kind from connections order by id" | tr '|' ' '
+}
+
+test_tcp_ipv4_ipv6() {
+	serve_tcp 18001
+	nrun --scope web -- sh -c "$PY $NETUTIL connect 127.0.0.1 18001 && $PY $NETUTIL connect ::1 18001"
+	expect_eq "$RC" 0 "exit status"
+	expect_eq "$(conns)" "tcp ipv4 127.0.0.1 18001 connect
+tcp ipv6 ::1 18001 connect" "connections"
+	expect_eq "$(q "$DB" "select count(distinct scope) || scope from connections")" "1web" "scope"
+	expect_match "$(q "$DB" "select p.cmdline from connections c join processes p on p.id = c.process_id where c.family = 'ipv6'")" \
+		"netutil.py connect ::1 18001$" "cmdline of the ipv6 connect"
+	expect_match "$(cat "$T/report")" "tcp +::1 +18001" "report lists ::1"
+}
+
+test_proc_adds_exe_and_full_cmdline() {
+	# A process still alive when the agent looks gets its exe and its whole command line
+	# from /proc, also past the 256 bytes captured in the kernel.
+	local long
+	long=$(printf 'x%.0s' $(seq 400))
+	nrun -- "$PY" "$NETUTIL" connect-linger 127.0.0.1 18012 0.5 "$long"
+	expect_eq "$(q "$DB" "select cmdline_source, exe like '%python%', length(cmdline) > 400, cmdline like '%$long' from processes")" \
+		"proc|1|1|1" "exe and full cmdline"
+}
+
+test_v4_mapped_is_ipv4() {
+	serve_tcp 18002
+	nrun -- "$PY" "$NETUTIL" connect ::ffff:127.0.0.1 18002
+	expect_eq "$(conns)" "tcp ipv4 127.0.0.1 18002 connect" "v4-mapped destination"
+	expect_eq "$(q "$DB" "select hex(addr_key) from connections")" "00000000000000000000FFFF7F000001" "addr_key"
+}
+
+test_udp_connected() {
+	nrun -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18003
+	expect_eq "$(conns)" "udp ipv4 127.0.0.1 18003 connect" "connected udp"
+}
+
+test_udp_unconnected_once_per_socket_and_destination() {
+	# 1000 datagrams from one socket to one destination: one event.
+	nrun -- "$PY" "$NETUTIL" udp-send 127.0.0.1 18004 1000
+	expect_eq "$(conns)" "udp ipv4 127.0.0.1 18004 sendto" "1000 datagrams"
+	# 2 sockets x 2 destinations x 50 datagrams: four events, over IPv6 too.
+	rm -f "$DB"*
+	nrun -- "$PY" "$NETUTIL" udp-send ::1 18005 50 2 2
+	expect_eq "$(q "$DB" "select count(*), count(distinct port) from connections where proto = 'udp' and family = 'ipv6'")" "4|2" "2 sockets x 2 destinations"
+}
+
+test_refused_connection_recorded() {
+	nrun -- "$PY" "$NETUTIL" connect 127.0.0.1 18006
+	expect_match "$(cat "$T/report")" "tcp +127.0.0.1 +18006" "report"
+	expect_eq "$(conns)" "tcp ipv4 127.0.0.1 18006 connect" "refused connect is recorded"
+}
+
+test_outside_process_not_recorded() {
+	serve_tcp 18007
+	# While the run sleeps, a process outside its cgroup connects to another port.
+	nrun -- sh -c "sleep 0.5; $PY $NETUTIL connect 127.0.0.1 18007" &
+	local run=$!
+	sleep 0.2
+	"$PY" "$NETUTIL" connect 127.0.0.1 18008 >/dev/null
+	wait $run
+	expect_eq "$(q "$DB" "select group_concat(port) from connections")" "18007" "only the watched process"
+}
+
+test_children_have_own_cmdline_and_parent() {
+	serve_tcp 18009
+	nrun -- sh -c "echo \$\$ > $T/shpid; $PY $NETUTIL connect 127.0.0.1 18009"
+	local shpid row
+	shpid=$(cat "$T/shpid")
+	row=$(q "$DB" "select p.ppid, p.comm, p.cmdline from connections c join processes p on p.id = c.process_id")
+	expect_match "$row" "^$shpid\\|python3[^|]*\\|.*netutil.py connect 127.0.0.1 18009$" "child of sh"
+}
+
+test_double_fork_setsid() {
+	serve_tcp 18010
+	nrun -- "$PY" "$NETUTIL" double-fork 127.0.0.1 18010 "$T/gc" marker-gc-1
+	local pid ppid row
+	read -r pid ppid <"$T/gc"
+	row=$(q "$DB" "select p.pid, p.ppid, p.cmdline from connections c join processes p on p.id = c.process_id where c.port = 18010")
+	expect_eq "${row%%|*}" "$pid" "grandchild pid"
+	expect_match "$row" "^$pid\\|$ppid\\|.*connect-report 127.0.0.1 18010 .* marker-gc-1$" "grandchild parent and cmdline"
+}
+
+test_short_lived_process_keeps_cmdline() {
+	# 20 processes that exit within microseconds of their connect.
+	nrun -- sh -c "for i in \$(seq 20); do $PY $NETUTIL quick 127.0.0.1 18011 marker-quick-\$i; done"
+	expect_eq "$(q "$DB" "select count(*) from connections c join processes p on p.id = c.process_id where p.cmdline like '%netutil.py quick 127.0.0.1 18011%'")" 20 \
+		"every short-lived process has its cmdline"
+	expect_eq "$(q "$DB" "select count(distinct process_id) from connections")" 20 "20 distinct processes"
+}
+
+test_exit_status_passed_through() {
+	nrun -- sh -c 'exit 7'
+	expect_eq "$RC" 7 "exit 7"
+	expect_eq "$(q "$DB" "select exit_status, ended_ns > started_ns from runs order by id desc limit 1")" "7|1" "runs row"
+	nrun -- sh -c 'kill -9 $$'
+	expect_eq "$RC" 137 "killed by SIGKILL"
+	nrun -- /nonexistent/command
+	expect_eq "$RC" 127 "not found"
+	expect_match "$(cat "$T/report")" "failed to execute /nonexistent/command" "message"
+	printf '#!/bin/sh\n' >"$T/noexec"; chmod 644 "$T/noexec"
+	nrun -- "$T/noexec"
+	expect_eq "$RC" 126 "not executable"
+}
+
+test_run_removes_its_cgroup() {
+	nrun --scope tidy -- sh -c "cat /proc/self/cgroup > $T/cg"
+	local cg
+	cg=$(grep '^0::' "$T/cg" | cut -d: -f3)
+	expect_match "$cg" "^/nettrail/tidy/run-" "the command ran in the run's cgroup"
+	[ -e "$CG2$cg" ] && fail "cgroup $CG2$cg left behind"
+	expect_eq "$(q "$DB" "select cgroup from runs")" "$CG2$cg" "runs.cgroup"
+}
+
+test_ringbuf_loss_is_counted() {
+	# A 4 KiB ring buffer holds 11 events: a burst of 20000 must overflow it.
+	local n=20000 rows lost run
+	nrun --ringbuf-size 4096 -- "$PY" "$NETUTIL" udp-flood 127.0.0.1 20000 $n
+	run=$(q "$DB" "select max(id) from runs")
+	rows=$(q "$DB" "select count(*) from connections where proto = 'udp' and port >= 20000")
+	lost=$(q "$DB" "select events from events_lost where source = 'run:$run' and reason = 'events_lost_ringbuf'")
+	expect_ge "$lost" 1 "ring-buffer loss was forced"
+	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost) = attempts"
+	expect_match "$(cat "$T/report")" "events lost: $lost" "report shows the loss"
+}

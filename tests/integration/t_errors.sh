@@ -1,0 +1,62 @@
+# Bad input and faults: a clear message, a meaningful exit status, nothing left behind.
+
+expect_fail() { # expected-status regex command...
+	local want=$1 re=$2
+	shift 2
+	"$@" >"$T/out" 2>&1
+	local rc=$?
+	expect_eq "$rc" "$want" "exit status of: $*"
+	expect_match "$(cat "$T/out")" "$re" "message of: $*"
+}
+
+test_usage_errors() {
+	expect_fail 2 "bad scope" "$NETTRAIL" run --scope "a/b" -- true
+	expect_fail 2 "bad scope" "$NETTRAIL" run --scope "" -- true
+	expect_fail 2 "no command to run" "$NETTRAIL" run --db "$DB"
+	expect_fail 2 "power of two" "$NETTRAIL" run --ringbuf-size 1000 -- true
+	expect_fail 2 "unknown command" "$NETTRAIL" frobnicate
+	expect_fail 2 "bad run id" "$NETTRAIL" deps --run x
+	expect_fail 2 "bad format" "$NETTRAIL" deps --format xml
+	[ -e "$DB" ] && fail "a usage error created the database"
+	local c
+	for c in run agent deps events; do
+		"$NETTRAIL" "$c" --help >"$T/help" 2>&1
+		expect_eq "$?" 0 "$c --help"
+		expect_match "$(head -1 "$T/help")" "^usage: nettrail $c" "$c --help text"
+	done
+}
+
+test_watch_not_a_cgroup() {
+	expect_fail 1 "--watch /tmp is not a cgroup2 directory" "$NETTRAIL" agent --db "$DB" --watch /tmp
+	expect_fail 1 "is not a cgroup2 directory: No such file" "$NETTRAIL" agent --db "$DB" --watch /nonexistent
+}
+
+test_bad_database() {
+	# A path under a regular file cannot be created; a file that is not SQLite cannot be read.
+	touch "$T/file"
+	expect_fail 1 "failed to .*$T/file/x.db" "$NETTRAIL" run --db "$T/file/x.db" -- true
+	head -c 4096 /dev/urandom >"$T/garbage.db"
+	expect_fail 1 "failed to open database $T/garbage.db" "$NETTRAIL" run --db "$T/garbage.db" -- true
+	sqlite3 "$T/newer.db" "pragma user_version = 999"
+	expect_fail 1 "written by a newer nettrail" "$NETTRAIL" run --db "$T/newer.db" -- true
+	expect_eq "$(q "$T/newer.db" "pragma user_version")" 999 "newer database untouched"
+	expect_fail 1 "no database at" "$NETTRAIL" deps --db "$T/missing.db"
+	# No run cgroup may be left behind by any of these.
+	[ -n "$(ls -d "$CG2"/nettrail/default/run-* 2>/dev/null)" ] && fail "run cgroups left behind"
+	true
+}
+
+test_not_root() {
+	command -v setpriv >/dev/null || { echo "    (setpriv missing)"; return; }
+	expect_fail 1 "needs root" setpriv --reuid=65534 --regid=65534 --clear-groups "$NETTRAIL" run --db /tmp/x.db -- true
+	expect_fail 1 "needs root" setpriv --reuid=65534 --regid=65534 --clear-groups "$NETTRAIL" agent --db /tmp/x.db
+}
+
+test_deps_and_events_read_the_store() {
+	serve_tcp 18201
+	"$NETTRAIL" run --scope s1 --db "$DB" -- "$PY" "$NETUTIL" connect 127.0.0.1 18201 3 2>/dev/null
+	"$NETTRAIL" deps --db "$DB" --format csv >"$T/deps.csv"
+	expect_eq "$(sed -n 2p "$T/deps.csv" | cut -d, -f1-7)" "s1,tcp,127.0.0.1,18201,3,1,allowed" "deps csv"
+	expect_eq "$("$NETTRAIL" events --db "$DB" --scope s1 | wc -l)" 4 "events: header + 3"
+	expect_eq "$("$NETTRAIL" events --db "$DB" --scope other | wc -l)" 1 "events of another scope"
+}
