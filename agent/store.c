@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include "addr.h"
 #include "event.h"
@@ -40,7 +41,8 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?",
 	[ST_RUN_FIND] = "SELECT id, scope FROM runs WHERE cgroup_id = ? ORDER BY id DESC LIMIT 1",
 	[ST_CGROUP_PUT] =
-		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns) VALUES (?,?,?,?,?)"
+		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns)"
+		" VALUES (?1, coalesce(?2, (SELECT cgroup FROM runs WHERE id = ?4)), ?3, ?4, ?5)"
 		" ON CONFLICT (id) DO UPDATE SET path = excluded.path, scope = excluded.scope,"
 		" run_id = excluded.run_id",
 	[ST_STAT_ADD] = "INSERT INTO stats (time_ns, source, name, value) VALUES (?,?,?,?)",
@@ -213,6 +215,31 @@ static int store_setup(struct store *s)
 	return r;
 }
 
+/*
+ * SQLite quietly opens a file it cannot write read-only, then fails later with a vague
+ * reason: ask the file system first (access() reports EROFS even to root).
+ */
+static int store_check_writable(const char *path)
+{
+	char dir[4096];
+	char *slash;
+
+	if (access(path, W_OK) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	return access(dir, W_OK) == 0 ? 0 : -errno;
+}
+
 int store_open(const char *path, int flags, struct store **ret)
 {
 	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
@@ -220,6 +247,11 @@ int store_open(const char *path, int flags, struct store **ret)
 	struct store *s;
 	int rc, r;
 
+	if (!(flags & STORE_READONLY)) {
+		r = store_check_writable(path);
+		if (r < 0)
+			return r;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

@@ -46,6 +46,21 @@ test_bad_database() {
 	true
 }
 
+test_read_only_database() {
+	# A database on a read-only file system: a clear error, exit 1, no cgroup left behind.
+	mkdir -p "$T/ro"
+	unshare --mount sh -c "mount -t tmpfs tmpfs '$T/ro' &&
+		'$NETTRAIL' run --no-report --db '$T/ro/x.db' -- true &&
+		mount -o remount,ro '$T/ro' &&
+		{ '$NETTRAIL' run --db '$T/ro/x.db' -- true; echo \"rc=\$?\";
+		  '$NETTRAIL' run --db '$T/ro/new.db' -- true; echo \"rc=\$?\";
+		  '$NETTRAIL' agent --db '$T/ro/x.db'; echo \"rc=\$?\"; }" >"$T/out" 2>&1
+	expect_eq "$(grep -c '^rc=1$' "$T/out")" 3 "exit status 1 three times"
+	expect_eq "$(grep -c 'failed to open database .*: Read-only file system' "$T/out")" 3 "messages: $(cat "$T/out")"
+	[ -n "$(ls -d "$CG2"/nettrail/default/run-* 2>/dev/null)" ] && fail "run cgroups left behind"
+	true
+}
+
 test_not_root() {
 	command -v setpriv >/dev/null || { echo "    (setpriv missing)"; return; }
 	expect_fail 1 "needs root" setpriv --reuid=65534 --regid=65534 --clear-groups "$NETTRAIL" run --db /tmp/x.db -- true
