@@ -70,6 +70,8 @@ struct tracker {
 	/* writer thread only */
 	struct keymap proc_ids;
 	struct cg_entry *cgmap;
+	int64_t stats_last[QI_STATS_MAX];
+	int stats_written[QI_STATS_MAX];
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
 	uint64_t stored, store_failed;
@@ -326,10 +328,21 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id);
 }
 
-static void writer_put_stats(struct tracker *t, const struct stats_item *st)
+/*
+ * A counter gets a row when it changes (and once at start and at the end), not every
+ * second: an idle agent must not grow the database.
+ */
+static void writer_put_stats(struct tracker *t, const struct stats_item *st, int force)
 {
-	for (int i = 0; i < st->n; i++)
-		store_add_stat(t->store, st->time_ns, t->o.source, st->names[i], st->values[i]);
+	for (int i = 0; i < st->n; i++) {
+		if (!force && t->stats_written[i] && t->stats_last[i] == st->values[i])
+			continue;
+		if (store_add_stat(t->store, st->time_ns, t->o.source, st->names[i],
+				   st->values[i]) == 0) {
+			t->stats_last[i] = st->values[i];
+			t->stats_written[i] = 1;
+		}
+	}
 }
 
 struct writer_tx {
@@ -390,7 +403,7 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 				 store_errmsg(t->store));
 		break;
 	case QI_STATS:
-		writer_put_stats(t, it->stats);
+		writer_put_stats(t, it->stats, 0);
 		break;
 	case QI_SYNC:
 		tx->sync_ns = it->sync_ns;
@@ -509,15 +522,12 @@ void tracker_counts(struct tracker *t, struct tracker_counts *ret)
 	ret->store_failed = atomic_get(&t->store_failed);
 }
 
-static void tracker_push_stats(struct tracker *t)
+static void stats_snapshot(struct tracker *t, struct stats_item *st)
 {
-	struct stats_item *st = calloc(1, sizeof(*st));
-	struct qitem it = { .type = QI_STATS, .stats = st };
 	struct tracker_counts c;
 
-	if (!st)
-		return;
 	tracker_counts(t, &c);
+	st->n = 0;
 	st->time_ns = wall_now_ns();
 	st->names[st->n] = "events_lost_ringbuf";
 	st->values[st->n++] = (int64_t)c.ringbuf_full;
@@ -531,6 +541,16 @@ static void tracker_push_stats(struct tracker *t)
 	st->values[st->n++] = (int64_t)c.stored;
 	st->names[st->n] = "argv_unreadable";
 	st->values[st->n++] = (int64_t)c.argv_fault;
+}
+
+static void tracker_push_stats(struct tracker *t)
+{
+	struct stats_item *st = calloc(1, sizeof(*st));
+	struct qitem it = { .type = QI_STATS, .stats = st };
+
+	if (!st)
+		return;
+	stats_snapshot(t, st);
 	if (queue_push(&t->q, &it) < 0)
 		free(st);
 }
@@ -699,28 +719,21 @@ int tracker_run(struct tracker *t)
 int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 {
 	struct qitem it = { .type = QI_SYNC };
+	struct stats_item final;
 
 	/* No new events once detached; then everything still in the ring buffer is stored. */
 	loader_detach(t->loader);
 	ring_buffer__consume(t->rb);
-	tracker_push_stats(t);
 	it.sync_ns = wall_now_ns();
 	queue_push(&t->q, &it);
 	queue_close(&t->q);
 	pthread_join(t->writer, NULL);
 	t->writer_started = 0;
+	/* The writer is done, so its counts are final: one last row of every counter. */
+	stats_snapshot(t, &final);
+	writer_put_stats(t, &final, 1);
 	if (ret)
 		tracker_counts(t, ret);
-	/* The final stats row, now that the writer's own counts are final. */
-	{
-		struct tracker_counts c;
-		int64_t now = wall_now_ns();
-
-		tracker_counts(t, &c);
-		store_add_stat(t->store, now, t->o.source, "events_stored", (int64_t)c.stored);
-		store_add_stat(t->store, now, t->o.source, "events_lost_store",
-			       (int64_t)c.store_failed);
-	}
 	tracker_free(t);
 	return 0;
 }
