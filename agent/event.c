@@ -24,6 +24,7 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 	ret->start_ns = e.start_ns;
 	ret->cgroup_id = e.cgroup_id;
 	ret->pid = e.pid;
+	ret->tid = e.tid;
 	ret->ppid = e.ppid;
 	ret->uid = e.uid;
 	ret->gid = e.gid;

@@ -15,6 +15,7 @@ struct conn_record {
 	uint64_t start_ns;  /* process start, boot-time ns */
 	uint64_t cgroup_id;
 	uint32_t pid;
+	uint32_t tid;       /* the thread that called connect() */
 	uint32_t ppid;
 	uint32_t uid;
 	uint32_t gid;

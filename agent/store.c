@@ -33,7 +33,8 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_PROCESS_FIND] = "SELECT id FROM processes WHERE pid = ? AND start_ns = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
-		" family, proto, addr, addr_key, port, verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+		" family, proto, addr, addr_key, port, verdict, tid)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_RUN_BEGIN] =
 		"INSERT INTO runs (scope, cgroup, cgroup_id, command, host, mode, started_ns)"
 		" VALUES (?,?,?,?,?,?,?)",
@@ -393,6 +394,7 @@ int store_insert_connection(struct store *s, const struct conn_record *c, int64_
 	sqlite3_bind_blob(st, 10, key, sizeof(key), SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, 11, c->port);
 	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 13, c->tid);
 	return stmt_run(st);
 }
 

@@ -60,6 +60,7 @@ CREATE TABLE connections (
     id          INTEGER PRIMARY KEY,
     time_ns     INTEGER NOT NULL,
     process_id  INTEGER NOT NULL REFERENCES processes (id),
+    tid         INTEGER NOT NULL,        -- the thread that made the attempt
     run_id      INTEGER REFERENCES runs (id),
     scope       TEXT NOT NULL,
     cgroup_id   INTEGER NOT NULL,

@@ -46,6 +46,17 @@ def connect_linger(host, port, secs):
     time.sleep(secs)
 
 
+def thread_connect(host, port, outfile):
+    """Connect from a second thread; write "pid tid" of that thread."""
+    def run():
+        with open(outfile, "w") as f:
+            f.write(f"{os.getpid()} {threading.get_native_id()}\n")
+        connect(host, port)
+    th = threading.Thread(target=run)
+    th.start()
+    th.join()
+
+
 def connect(host, port, count=1):
     check_loopback(host)
     refused = 0
@@ -130,6 +141,8 @@ def main(argv):
         serve_tcp(int(args[0]))
     elif cmd == "connect":
         connect(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 1)
+    elif cmd == "thread-connect":
+        thread_connect(args[0], int(args[1]), args[2])
     elif cmd == "connect-linger":
         connect_linger(args[0], int(args[1]), float(args[2]))
     elif cmd == "udp-connect":

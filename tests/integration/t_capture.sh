@@ -32,6 +32,16 @@ test_proc_adds_exe_and_full_cmdline() {
 		"proc|1|1|1" "exe and full cmdline"
 }
 
+test_thread_is_recorded() {
+	# A connect from a thread: the process is the thread group, the row names the thread.
+	nrun -- "$PY" "$NETUTIL" thread-connect 127.0.0.1 18013 "$T/ids"
+	local pid tid
+	read -r pid tid <"$T/ids"
+	[ "$pid" != "$tid" ] || fail "the workload did not use a second thread"
+	expect_eq "$(q "$DB" "select p.pid, c.tid from connections c join processes p on p.id = c.process_id")" \
+		"$pid|$tid" "pid and tid"
+}
+
 test_v4_mapped_is_ipv4() {
 	serve_tcp 18002
 	nrun -- "$PY" "$NETUTIL" connect ::ffff:127.0.0.1 18002
