@@ -22,6 +22,7 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 
 	ret->time_ns = (int64_t)e.ts_ns + boot_to_wall_ns;
 	ret->start_ns = e.start_ns;
+	ret->exec_id = e.exec_id;
 	ret->cgroup_id = e.cgroup_id;
 	ret->pid = e.pid;
 	ret->tid = e.tid;

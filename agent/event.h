@@ -13,6 +13,7 @@ _Static_assert(sizeof(struct nt_event) == NT_EVENT_SIZE,
 struct conn_record {
 	int64_t time_ns;    /* ns since the Unix epoch */
 	uint64_t start_ns;  /* process start, boot-time ns */
+	uint32_t exec_id;   /* which exec of that process: (pid, start_ns, exec_id) */
 	uint64_t cgroup_id;
 	uint32_t pid;
 	uint32_t tid;       /* the thread that called connect() */

@@ -28,9 +28,10 @@ enum stmt_id {
 static const char *const stmt_sql[ST_MAX] = {
 	[ST_PROCESS_INSERT] =
 		"INSERT INTO processes (pid, start_ns, ppid, uid, gid, comm, exe, cmdline,"
-		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (pid, start_ns) DO NOTHING",
-	[ST_PROCESS_FIND] = "SELECT id FROM processes WHERE pid = ? AND start_ns = ?",
+		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns, exec_id)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (pid, start_ns, exec_id) DO NOTHING",
+	[ST_PROCESS_FIND] =
+		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
 		" family, proto, addr, addr_key, port, verdict, tid)"
@@ -326,13 +327,15 @@ static void bind_id(sqlite3_stmt *st, int i, int64_t id)
 		sqlite3_bind_null(st, i);
 }
 
-int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, int64_t *ret_id)
+int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, uint32_t exec_id,
+		       int64_t *ret_id)
 {
 	sqlite3_stmt *st = s->stmt[ST_PROCESS_FIND];
 	int rc, r = 0;
 
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, (int64_t)start_ns);
+	sqlite3_bind_int64(st, 3, exec_id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*ret_id = sqlite3_column_int64(st, 0);
@@ -361,6 +364,7 @@ int store_put_process(struct store *s, const struct process_row *p, int64_t *ret
 	bind_text(st, 11, p->scope);
 	bind_id(st, 12, p->run_id);
 	sqlite3_bind_int64(st, 13, p->first_seen_ns);
+	sqlite3_bind_int64(st, 14, p->exec_id);
 	r = stmt_run(st);
 	if (r < 0)
 		return r;
@@ -368,7 +372,7 @@ int store_put_process(struct store *s, const struct process_row *p, int64_t *ret
 		*ret_id = sqlite3_last_insert_rowid(s->db);
 		return 0;
 	}
-	r = store_find_process(s, p->pid, p->start_ns, ret_id);
+	r = store_find_process(s, p->pid, p->start_ns, p->exec_id, ret_id);
 	return r == 1 ? 0 : (r < 0 ? r : -ENOENT);
 }
 

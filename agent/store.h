@@ -40,6 +40,7 @@ void store_rollback(struct store *s);
 struct process_row {
 	uint32_t pid;
 	uint64_t start_ns;
+	uint32_t exec_id;
 	uint32_t ppid, uid, gid;
 	const char *comm;
 	const char *exe;       /* NULL when unknown */
@@ -51,9 +52,11 @@ struct process_row {
 	int64_t first_seen_ns;
 };
 
-/* Inserts the process, or finds the row of the same (pid, start_ns). */
+/* Inserts the process, or finds the row of the same (pid, start_ns, exec_id). */
 int store_put_process(struct store *s, const struct process_row *p, int64_t *ret_id);
-int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, int64_t *ret_id);
+/* 1 and its id if known, 0 if not, or -errno. */
+int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, uint32_t exec_id,
+		       int64_t *ret_id);
 
 int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
 			    const char *scope, int64_t run_id);

@@ -28,12 +28,17 @@
 #define CGMAP_CAP 4096        /* cgroups remembered by the writer */
 #define FD_CB_MAX 8
 
-/* (pid, start) -> value; open addressing, forgotten wholesale when 3/4 full. */
-struct keymap_entry {
+/* A process image (pid, start, exec) -> value; open addressing, forgotten wholesale when 3/4 full. */
+struct proc_key {
 	uint64_t start_ns;
 	uint32_t pid;
-	uint32_t used;
+	uint32_t exec_id;
+};
+
+struct keymap_entry {
+	struct proc_key k;
 	int64_t value;
+	int used;
 };
 
 struct keymap {
@@ -104,22 +109,24 @@ static int keymap_init(struct keymap *m)
 	return m->e ? 0 : -ENOMEM;
 }
 
-static struct keymap_entry *keymap_slot(struct keymap *m, uint32_t pid, uint64_t start_ns)
+static struct keymap_entry *keymap_slot(struct keymap *m, const struct proc_key *k)
 {
-	uint64_t h = (pid * 0x9E3779B97F4A7C15ULL) ^ (start_ns * 0xC2B2AE3D27D4EB4FULL);
+	uint64_t h = (k->pid * 0x9E3779B97F4A7C15ULL) ^ (k->start_ns * 0xC2B2AE3D27D4EB4FULL) ^
+		     (k->exec_id * 0x165667B19E3779F9ULL);
 	size_t i = (size_t)(h >> 40) & (KEYMAP_CAP - 1);
 
 	for (;; i = (i + 1) & (KEYMAP_CAP - 1)) {
 		struct keymap_entry *e = &m->e[i];
 
-		if (!e->used || (e->pid == pid && e->start_ns == start_ns))
+		if (!e->used || (e->k.pid == k->pid && e->k.start_ns == k->start_ns &&
+				 e->k.exec_id == k->exec_id))
 			return e;
 	}
 }
 
-static int keymap_get(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_t *ret)
+static int keymap_get(struct keymap *m, const struct proc_key *k, int64_t *ret)
 {
-	struct keymap_entry *e = keymap_slot(m, pid, start_ns);
+	struct keymap_entry *e = keymap_slot(m, k);
 
 	if (!e->used)
 		return 0;
@@ -127,7 +134,7 @@ static int keymap_get(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_t
 	return 1;
 }
 
-static void keymap_put(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_t value)
+static void keymap_put(struct keymap *m, const struct proc_key *k, int64_t value)
 {
 	struct keymap_entry *e;
 
@@ -135,10 +142,15 @@ static void keymap_put(struct keymap *m, uint32_t pid, uint64_t start_ns, int64_
 		memset(m->e, 0, KEYMAP_CAP * sizeof(*m->e));
 		m->len = 0;
 	}
-	e = keymap_slot(m, pid, start_ns);
+	e = keymap_slot(m, k);
 	if (!e->used)
 		m->len++;
-	*e = (struct keymap_entry){ .start_ns = start_ns, .pid = pid, .used = 1, .value = value };
+	*e = (struct keymap_entry){ .k = *k, .used = 1, .value = value };
+}
+
+static struct proc_key conn_proc_key(const struct conn_record *c)
+{
+	return (struct proc_key){ .start_ns = c->start_ns, .pid = c->pid, .exec_id = c->exec_id };
 }
 
 /* ---- writer thread: cgroups --------------------------------------------------------------- */
@@ -283,8 +295,11 @@ static int writer_put_proc(struct tracker *t, struct proc_item *p)
 	p->row.scope = cg->scope;
 	p->row.run_id = cg->run_id;
 	r = store_put_process(t->store, &p->row, &id);
-	if (r == 0)
-		keymap_put(&t->proc_ids, p->row.pid, p->row.start_ns, id);
+	if (r == 0) {
+		struct proc_key k = { p->row.start_ns, p->row.pid, p->row.exec_id };
+
+		keymap_put(&t->proc_ids, &k, id);
+	}
 	return r;
 }
 
@@ -292,15 +307,16 @@ static int writer_put_proc(struct tracker *t, struct proc_item *p)
 static int writer_process_id(struct tracker *t, const struct conn_record *c, int64_t *ret)
 {
 	struct process_row row = {
-		.pid = c->pid, .start_ns = c->start_ns, .ppid = c->ppid, .uid = c->uid,
-		.gid = c->gid, .cgroup_id = c->cgroup_id, .first_seen_ns = c->time_ns,
+		.pid = c->pid, .start_ns = c->start_ns, .exec_id = c->exec_id, .ppid = c->ppid,
+		.uid = c->uid, .gid = c->gid, .cgroup_id = c->cgroup_id, .first_seen_ns = c->time_ns,
 	};
+	struct proc_key k = conn_proc_key(c);
 	const struct cg_entry *cg;
 	int r;
 
-	if (keymap_get(&t->proc_ids, c->pid, c->start_ns, ret))
+	if (keymap_get(&t->proc_ids, &k, ret))
 		return 0;
-	r = store_find_process(t->store, c->pid, c->start_ns, ret);
+	r = store_find_process(t->store, c->pid, c->start_ns, c->exec_id, ret);
 	if (r < 0)
 		return r;
 	if (r == 0) {
@@ -311,7 +327,7 @@ static int writer_process_id(struct tracker *t, const struct conn_record *c, int
 		if (r < 0)
 			return r;
 	}
-	keymap_put(&t->proc_ids, c->pid, c->start_ns, *ret);
+	keymap_put(&t->proc_ids, &k, *ret);
 	return 0;
 }
 
@@ -460,8 +476,9 @@ static struct proc_item *proc_item_new(const struct nt_event *e, const struct co
 		return NULL;
 	memcpy(p->comm, e->comm, NT_COMM_LEN);
 	p->row = (struct process_row){
-		.pid = c->pid, .start_ns = c->start_ns, .ppid = c->ppid, .uid = c->uid,
-		.gid = c->gid, .comm = p->comm, .cmdline = p->cmdline, .cgroup_id = c->cgroup_id,
+		.pid = c->pid, .start_ns = c->start_ns, .exec_id = c->exec_id, .ppid = c->ppid,
+		.uid = c->uid, .gid = c->gid, .comm = p->comm, .cmdline = p->cmdline,
+		.cgroup_id = c->cgroup_id,
 		.first_seen_ns = c->time_ns,
 	};
 	procfs_argv_to_text(e->argv, e->argv_len, p->cmdline, sizeof(p->cmdline));
@@ -482,17 +499,19 @@ static int on_sample(void *ctx, void *data, size_t len)
 	struct tracker *t = ctx;
 	const struct nt_event *e = data;
 	struct qitem it = { .type = QI_CONN };
+	struct proc_key k;
 	int64_t dummy;
 
 	if (event_decode(data, len, t->boot_to_wall_ns, &it.conn) < 0) {
 		t->bad++;
 		return 0;
 	}
-	if (!keymap_get(&t->seen, it.conn.pid, it.conn.start_ns, &dummy)) {
+	k = conn_proc_key(&it.conn);
+	if (!keymap_get(&t->seen, &k, &dummy)) {
 		struct qitem pit = { .type = QI_PROC, .proc = proc_item_new(e, &it.conn) };
 
 		if (pit.proc && queue_push(&t->q, &pit) == 0)
-			keymap_put(&t->seen, it.conn.pid, it.conn.start_ns, 1);
+			keymap_put(&t->seen, &k, 1);
 		else
 			free(pit.proc); /* the writer will store what the event itself carries */
 	}

@@ -24,6 +24,7 @@ struct task_struct {
 	struct task_struct *real_parent;
 	struct mm_struct *mm;
 	__u64 start_boottime;
+	__u64 self_exec_id;
 	char comm[16];
 } __attribute__((preserve_access_index));
 

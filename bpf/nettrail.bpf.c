@@ -60,7 +60,7 @@ static __always_inline void counter_inc(__u32 idx)
 struct proc_key {
 	__u64 start_ns;
 	__u32 tgid;
-	__u32 _pad;
+	__u32 exec_id;
 };
 
 struct {
@@ -70,6 +70,18 @@ struct {
 	__type(value, __u8);
 } procs_seen SEC(".maps");
 
+/* 1 for the first event of this process image (and marks it seen), else 0. */
+static __always_inline int proc_first_event(const struct nt_event *e)
+{
+	struct proc_key key = { .start_ns = e->start_ns, .tgid = e->pid, .exec_id = e->exec_id };
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&procs_seen, &key))
+		return 0;
+	bpf_map_update_elem(&procs_seen, &key, &one, BPF_ANY);
+	return 1;
+}
+
 /*
  * Waking the agent for every event costs the watched process a context switch per connect.
  * The agent drains the ring buffer on its own every 100 ms anyway, so wake it only for the
@@ -77,16 +89,12 @@ struct {
  * exists) or once a sixteenth of the buffer is in use (a burst wakes it long before the
  * buffer is full).
  */
-static __always_inline __u64 ringbuf_wakeup_flags(const struct nt_event *e)
+static __always_inline __u64 ringbuf_wakeup_flags(int first)
 {
-	struct proc_key key = { .start_ns = e->start_ns, .tgid = e->pid };
 	__u64 used, size;
-	__u8 one = 1;
 
-	if (!bpf_map_lookup_elem(&procs_seen, &key)) {
-		bpf_map_update_elem(&procs_seen, &key, &one, BPF_ANY);
+	if (first)
 		return BPF_RB_FORCE_WAKEUP;
-	}
 	used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
 	return used >= size / 16 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
@@ -115,7 +123,8 @@ static __always_inline void task_read_argv(struct task_struct *task, struct nt_e
 	e->argv_len = len;
 }
 
-static __always_inline void event_fill_task(struct nt_event *e)
+/* Who is connecting; argv only for a process image's first event, the agent has it after. */
+static __always_inline int event_fill_task(struct nt_event *e)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -129,8 +138,14 @@ static __always_inline void event_fill_task(struct nt_event *e)
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->start_ns = task->start_boottime;
 	e->ppid = task->real_parent->tgid;
+	e->exec_id = (__u32)task->self_exec_id;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (!proc_first_event(e)) {
+		e->argv_len = 0;
+		return 0;
+	}
 	task_read_argv(task, e);
+	return 1;
 }
 
 static __always_inline void sock4_dest(struct bpf_sock_addr *ctx, __u8 addr[16])
@@ -155,6 +170,7 @@ static __always_inline void sock6_dest(struct bpf_sock_addr *ctx, __u8 addr[16])
 static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 family)
 {
 	struct nt_event *e;
+	int first;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -172,9 +188,8 @@ static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 
 	e->kind = kind;
 	e->verdict = NT_VERDICT_ALLOWED;
 	e->sock_cookie = bpf_get_socket_cookie(ctx);
-	e->_pad = 0;
-	event_fill_task(e);
-	bpf_ringbuf_submit(e, ringbuf_wakeup_flags(e));
+	first = event_fill_task(e);
+	bpf_ringbuf_submit(e, ringbuf_wakeup_flags(first));
 	return 0;
 }
 

@@ -44,8 +44,8 @@ struct nt_event {
 	__u8 proto;        /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 kind;         /* enum nt_event_kind */
 	__u8 verdict;      /* enum nt_verdict */
-	__u16 argv_len;    /* bytes valid in argv */
-	__u32 _pad;
+	__u16 argv_len;    /* bytes valid in argv; 0 after the first event of a process image */
+	__u32 exec_id;     /* task->self_exec_id: (pid, start_ns, exec_id) names one image */
 	__u8 addr[16];     /* network byte order; IPv4 in the first 4 bytes */
 	char comm[NT_COMM_LEN];
 	char argv[NT_ARGV_LEN];

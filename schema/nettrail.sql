@@ -36,11 +36,13 @@ CREATE TABLE cgroups (
     first_seen_ns INTEGER NOT NULL
 );
 
--- A process is (pid, start_ns), never a pid alone: pids are reused.
+-- A process is (pid, start_ns), never a pid alone: pids are reused. Each program it runs
+-- (exec_id counts its execs) is a row of its own, with that program's command line.
 CREATE TABLE processes (
     id            INTEGER PRIMARY KEY,
     pid           INTEGER NOT NULL,
     start_ns      INTEGER NOT NULL,      -- task start, ns after boot
+    exec_id       INTEGER NOT NULL,      -- the kernel's self_exec_id: changes at every exec
     ppid          INTEGER,
     uid           INTEGER,
     gid           INTEGER,
@@ -52,7 +54,7 @@ CREATE TABLE processes (
     scope         TEXT,
     run_id        INTEGER REFERENCES runs (id),
     first_seen_ns INTEGER NOT NULL,
-    UNIQUE (pid, start_ns)
+    UNIQUE (pid, start_ns, exec_id)
 );
 CREATE INDEX processes_by_run ON processes (run_id);
 

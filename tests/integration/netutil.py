@@ -57,6 +57,13 @@ def thread_connect(host, port, outfile):
     th.join()
 
 
+def exec_connect(host, port, port2):
+    """Connect, then exec a new program in the same process that connects elsewhere."""
+    connect(host, port)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, __file__, "connect", host, str(port2)])
+
+
 def connect(host, port, count=1):
     check_loopback(host)
     refused = 0
@@ -143,6 +150,8 @@ def main(argv):
         connect(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 1)
     elif cmd == "thread-connect":
         thread_connect(args[0], int(args[1]), args[2])
+    elif cmd == "exec-connect":
+        exec_connect(args[0], int(args[1]), int(args[2]))
     elif cmd == "connect-linger":
         connect_linger(args[0], int(args[1]), float(args[2]))
     elif cmd == "udp-connect":

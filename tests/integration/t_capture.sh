@@ -32,6 +32,15 @@ test_proc_adds_exe_and_full_cmdline() {
 		"proc|1|1|1" "exe and full cmdline"
 }
 
+test_exec_is_a_new_image() {
+	# One pid, two programs: each connect is attributed to the program that made it.
+	nrun -- "$PY" "$NETUTIL" exec-connect 127.0.0.1 18014 18015
+	expect_eq "$(q "$DB" "select c.port, p.cmdline like '%exec-connect 127.0.0.1 18014 18015', p.cmdline like '%netutil.py connect 127.0.0.1 18015' from connections c join processes p on p.id = c.process_id order by c.id")" \
+		"18014|1|0
+18015|0|1" "cmdline per image"
+	expect_eq "$(q "$DB" "select count(distinct pid), count(*) from processes")" "1|2" "one pid, two images"
+}
+
 test_thread_is_recorded() {
 	# A connect from a thread: the process is the thread group, the row names the thread.
 	nrun -- "$PY" "$NETUTIL" thread-connect 127.0.0.1 18013 "$T/ids"

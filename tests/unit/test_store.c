@@ -297,7 +297,7 @@ static void test_reopen_idempotent(void **state)
 		assert_int_equal(store_schema_version(f->s), store_schema_latest());
 		assert_int_equal(sql_int(store_db(f->s), "SELECT count(*) FROM sqlite_master"), objects);
 		assert_int_equal(sql_int(store_db(f->s), "SELECT count(*) FROM processes"), 1);
-		assert_int_equal(store_find_process(f->s, 100, 5, &id), 1);
+		assert_int_equal(store_find_process(f->s, 100, 5, 0, &id), 1);
 		assert_int_equal(id, pid_row);
 		assert_int_equal(store_get_state(f->s, "synced_ns", &v), 1);
 		assert_int_equal(v, 1234);
@@ -408,7 +408,7 @@ static void test_readonly_uptodate(void **state)
 	assert_int_equal(store_schema_version(ro), store_schema_latest());
 	assert_int_equal(store_get_state(ro, "pid", &v), 1);
 	assert_int_equal(v, 4242);
-	assert_int_equal(store_find_process(ro, 100, 5, &id), 1);
+	assert_int_equal(store_find_process(ro, 100, 5, 0, &id), 1);
 	assert_int_equal(id, proc);
 	assert_int_equal(sql_int(store_db(ro), "SELECT count(*) FROM processes"), 1);
 	assert_int_equal(store_set_state(ro, "pid", 1), -EROFS);
@@ -502,10 +502,10 @@ static void test_processes(void **state)
 	int64_t a, a2, b, c, id = 0;
 	char buf[64];
 
-	assert_int_equal(store_find_process(f->s, 100, 5, &id), 0);
+	assert_int_equal(store_find_process(f->s, 100, 5, 0, &id), 0);
 
 	a = put_process(f->s, 100, 5, "curl http://x", "web", 0);
-	assert_int_equal(store_find_process(f->s, 100, 5, &id), 1);
+	assert_int_equal(store_find_process(f->s, 100, 5, 0, &id), 1);
 	assert_int_equal(id, a);
 
 	a2 = put_process(f->s, 100, 5, "curl http://x", "web", 0);
@@ -518,9 +518,25 @@ static void test_processes(void **state)
 	assert_int_not_equal(c, a);
 	assert_int_not_equal(c, b);
 	assert_int_equal(sql_int(db, "SELECT count(*) FROM processes"), 3);
-	assert_int_equal(store_find_process(f->s, 100, 6, &id), 1);
+	assert_int_equal(store_find_process(f->s, 100, 6, 0, &id), 1);
 	assert_int_equal(id, b);
-	assert_int_equal(store_find_process(f->s, 102, 5, &id), 0);
+	assert_int_equal(store_find_process(f->s, 102, 5, 0, &id), 0);
+
+	/* The same process after an exec is a new image: a row of its own, with its cmdline. */
+	{
+		struct process_row p = { .pid = 100, .start_ns = 5, .exec_id = 1, .comm = "python3",
+					 .cmdline = "python3 after-exec", .scope = "web",
+					 .first_seen_ns = 1 };
+		int64_t e1;
+
+		assert_int_equal(store_put_process(f->s, &p, &e1), 0);
+		assert_int_not_equal(e1, a);
+		assert_int_equal(store_find_process(f->s, 100, 5, 1, &id), 1);
+		assert_int_equal(id, e1);
+		assert_int_equal(store_find_process(f->s, 100, 5, 0, &id), 1);
+		assert_int_equal(id, a);
+		assert_int_equal(sql_int(db, "SELECT count(*) FROM processes"), 4);
+	}
 
 	/* The second put inside a transaction still finds the first row (the agent batches). */
 	assert_int_equal(store_begin(f->s), 0);
