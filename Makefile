@@ -64,7 +64,7 @@ BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 UNIT_TESTS := addr cgroup procfs event store parse
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
-.PHONY: all deps example check unit integration bench install clean
+.PHONY: all deps example check unit fuzz integration bench install clean
 all: $(BUILD)/nettrail
 
 $(BUILD) $(BUILD)/agent $(BUILD)/bpf $(BUILD)/tests:
@@ -115,7 +115,32 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/nettrail
 	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) tests/integration/run-all
 
-check: unit integration
+# libFuzzer targets for the parsers of untrusted bytes, each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS := event procfs mounts
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iagent -Ibpf $(WARN) \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+$(BUILD)/fuzz/fuzz_event: tests/fuzz/fuzz_event.c agent/event.c agent/addr.c
+$(BUILD)/fuzz/fuzz_procfs: tests/fuzz/fuzz_procfs.c agent/procfs.c agent/util.c
+$(BUILD)/fuzz/fuzz_mounts: tests/fuzz/fuzz_mounts.c agent/cgroup.c agent/util.c
+$(FUZZ_BINS): Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@
+
+# The committed corpus seeds each run; what a run discovers goes to a scratch directory.
+fuzz: $(FUZZ_BINS)
+	$(Q)set -e; for t in $(FUZZ_TARGETS); do \
+		scratch=$(BUILD)/fuzz/corpus-$$t; mkdir -p $$scratch; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+		$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			-artifact_prefix=$(BUILD)/fuzz/crash-$$t- $$scratch tests/fuzz/corpus/$$t 2>&1 \
+			| grep -E '^#[0-9]+[[:space:]]+DONE|ERROR|SUMMARY|runtime error' || true; \
+		test -z "$$(ls $(BUILD)/fuzz/crash-$$t-* 2>/dev/null)" || { echo "fuzz_$$t: crash"; exit 1; }; \
+	done
+
+check: unit fuzz integration
 
 $(BUILD)/bench/loadgen: bench/loadgen.c Makefile
 	$(Q)mkdir -p $(@D)

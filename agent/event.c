@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -19,8 +20,10 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 		return -EBADMSG;
 	if (e.verdict > NT_VERDICT_BLOCKED || e.argv_len > NT_ARGV_LEN)
 		return -EBADMSG;
+	/* No real boot clock comes near this; a sample that does is not to be trusted. */
+	if (e.ts_ns > INT64_MAX || __builtin_add_overflow((int64_t)e.ts_ns, boot_to_wall_ns, &ret->time_ns))
+		return -EBADMSG;
 
-	ret->time_ns = (int64_t)e.ts_ns + boot_to_wall_ns;
 	ret->start_ns = e.start_ns;
 	ret->exec_id = e.exec_id;
 	ret->cgroup_id = e.cgroup_id;
