@@ -13,7 +13,11 @@
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
 
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/sanitize
+else
 BUILD    ?= build
+endif
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* nettrail agent: watch cgroups until SIGINT or SIGTERM. */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "cgroup.h"
 #include "cmd.h"
@@ -28,7 +30,7 @@ static const char agent_usage[] =
 	"  -d, --db PATH             database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
 	"      --ringbuf-size SIZE   BPF ring buffer, a power of two (default 8M)\n"
 	"      --queue-size N        events held for the store writer (default 262144)\n"
-	"  -v, --verbose             more logging (twice: libbpf's too)\n"
+	"  -v, --verbose             debug logging, libbpf's included\n"
 	"  -h, --help                this text\n"
 	"\n"
 	"Exit status: 0 after a clean stop, 1 if it could not start, 2 for a bad command line.\n";
@@ -45,11 +47,12 @@ static int agent_add_watch(struct agent_args *a, const char *arg)
 {
 	struct watch *w = &a->watches[a->n_watches];
 	const char *colon = strrchr(arg, ':');
+	char real[PATH_MAX];
 	const char *base;
 	size_t plen = colon ? (size_t)(colon - arg) : strlen(arg);
 	int r;
 
-	if (a->n_watches == WATCH_MAX - 1) {
+	if (a->n_watches == WATCH_MAX) {
 		log_err("at most %d --watch options", WATCH_MAX - 1);
 		return EXIT_USAGE;
 	}
@@ -75,6 +78,12 @@ static int agent_add_watch(struct agent_args *a, const char *arg)
 			r == -EMEDIUMTYPE ? "not on a cgroup2 file system" : strerror(-r));
 		return EXIT_FAIL;
 	}
+	/* One spelling per directory, so that overlapping watches are seen as such. */
+	if (!realpath(w->path, real) || strlen(real) >= sizeof(w->path)) {
+		log_err("failed to resolve --watch %s: %s", w->path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	memcpy(w->path, real, strlen(real) + 1);
 	a->n_watches++;
 	return 0;
 }
@@ -119,7 +128,7 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'd': a->db = optarg; r = 0; break;
 		case 'R': r = opt_ringbuf_size(optarg, &a->ringbuf_size); break;
 		case 'Q': r = opt_queue_size(optarg, &a->queue_size); break;
-		case 'v': log_set_level(log_get_level() + 1 > NT_LOG_DEBUG ? NT_LOG_DEBUG : log_get_level() + 1); r = 0; break;
+		case 'v': log_set_level(NT_LOG_DEBUG); r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
 		default: fputs(agent_usage, stderr); return EXIT_USAGE;
 		}
@@ -163,26 +172,8 @@ static int agent_runs_root(struct watch *w, int *created)
 	return 0;
 }
 
-/* The database must open (and migrate) before anything is loaded. */
-static int agent_check_db(const char *db)
-{
-	struct store *st;
-	int r = db_dir_ensure(db);
-
-	if (r < 0) {
-		log_err("failed to create the directory of %s: %s", db, strerror(-r));
-		return EXIT_FAIL;
-	}
-	r = store_open(db, 0, &st);
-	if (r < 0) {
-		log_err("failed to open database %s: %s", db, store_strerror(r));
-		return EXIT_FAIL;
-	}
-	store_close(st);
-	return 0;
-}
-
-static int agent_serve(struct agent_args *a)
+/* Runs until stopped. A database it created is removed if it could not even start. */
+static int agent_serve(struct agent_args *a, int created_db)
 {
 	struct tracker_opts o = {
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
@@ -196,20 +187,33 @@ static int agent_serve(struct agent_args *a)
 	sigset_t mask;
 	int sfd, r;
 
-	snprintf(source, sizeof(source), "agent:%d", (int)getpid());
+	/* pid@start: a pid reused by a later agent starts a new series of counters. */
+	snprintf(source, sizeof(source), "agent:%d@%lld", (int)getpid(), (long long)time(NULL));
 	o.source = source;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		log_err("failed to create a signalfd: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
 	r = tracker_start(&o, &t, &why);
 	if (r < 0) {
 		log_err("failed to start: %s%s%s", why ? why : strerror(-r), why ? ": " : "",
 			why ? strerror(-r) : "");
+		close(sfd);
+		if (created_db)
+			db_remove(a->db);
 		return EXIT_FAIL;
 	}
-	tracker_add_fd(t, sfd, on_signal, NULL);
+	if (tracker_add_fd(t, sfd, on_signal, NULL) < 0) {
+		log_err("failed to watch for signals");
+		tracker_finish(t, NULL);
+		close(sfd);
+		return EXIT_FAIL;
+	}
 	log_info("watching %d cgroup%s (runs under %s); database %s", a->n_watches,
 		 a->n_watches == 1 ? "" : "s", a->watches[0].path, a->db);
 	r = tracker_run(t);
@@ -229,7 +233,8 @@ int cmd_agent(int argc, char **argv)
 {
 	struct agent_args a = { 0 };
 	char busy_db[4096];
-	int lock_fd = -1, created = 0, r;
+	int lock_fd = -1, created = 0, created_db = 0, r;
+	struct store *st;
 
 	r = agent_parse(argc, argv, &a);
 	if (r)
@@ -254,9 +259,13 @@ int cmd_agent(int argc, char **argv)
 		r = EXIT_FAIL;
 		goto out_rmdir;
 	}
-	r = agent_check_db(a.db);
-	if (r == 0)
-		r = agent_serve(&a);
+	/* The database must open (and migrate) before anything is loaded. */
+	if (db_open(a.db, &st, &created_db) < 0) {
+		r = EXIT_FAIL;
+	} else {
+		store_close(st);
+		r = agent_serve(&a, created_db);
+	}
 	close(lock_fd);
 out_rmdir:
 	if (created && cgroup_remove(a.watches[0].path) < 0 && errno != EBUSY)

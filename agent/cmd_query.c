@@ -144,9 +144,9 @@ int cmd_deps(int argc, char **argv)
 }
 
 static const char events_sql[] =
-	"SELECT * FROM (SELECT c.id, c.time, c.scope, coalesce(c.run_id, ''), p.pid, c.proto,"
+	"SELECT * FROM (SELECT c.id, c.time, c.scope, coalesce(c.run_id, ''), coalesce(p.pid, ''), c.proto,"
 	"  c.addr, c.port, c.verdict, coalesce(p.cmdline, p.comm, '')"
-	" FROM connections c JOIN processes p ON p.id = c.process_id"
+	" FROM connections c LEFT JOIN processes p ON p.id = c.process_id"
 	" WHERE (?1 IS NULL OR c.scope = ?1) AND (?2 IS NULL OR c.run_id = ?2)"
 	" ORDER BY c.id DESC LIMIT ?3) ORDER BY 1";
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,7 +149,17 @@ static int run_make_cgroup(struct run_state *s)
 	if (snprintf(s->cgroup, sizeof(s->cgroup), "%s/run-%lld-%d", s->scope_dir,
 		     (long long)(s->started_ns / 1000000000LL), (int)getpid()) >= (int)sizeof(s->cgroup))
 		return -1;
-	r = cgroup_mkdir_p(s->cgroup);
+	/*
+	 * The run's own directory must be new (EEXIST is an error); a concurrent run may remove
+	 * the scope directory between the two mkdirs: try again.
+	 */
+	for (int tries = 0; tries < 5; tries++) {
+		r = cgroup_mkdir_p(s->scope_dir);
+		if (r == 0)
+			r = mkdir(s->cgroup, 0755) < 0 ? -errno : 0;
+		if (r != -ENOENT)
+			break;
+	}
 	if (r == 0)
 		r = cgroup_id(s->cgroup, &s->cgroup_id);
 	if (r < 0) {
@@ -158,20 +169,19 @@ static int run_make_cgroup(struct run_state *s)
 	return 0;
 }
 
+/*
+ * Removes the run's cgroup, and its scope's when this was the scope's last run. The runs
+ * root stays: an agent may be watching it, and an agent's hooks do not follow a new one.
+ */
 static void run_remove_cgroup(struct run_state *s)
 {
-	char root[4096];
-
 	if (cgroup_remove(s->cgroup) < 0) {
 		if (errno == EBUSY)
 			log_warn("processes the command left behind stay in %s; they are no longer "
 				 "watched", s->cgroup);
 		return;
 	}
-	/* The scope's and the root's directories go too when this run was their last. */
-	cgroup_remove(s->scope_dir);
-	if (runs_root_path(root, sizeof(root)) == 0)
-		cgroup_remove(root);
+	cgroup_remove(s->scope_dir); /* EBUSY while other runs of the scope are alive */
 }
 
 struct exec_failure {
@@ -197,7 +207,18 @@ static void run_child(struct run_state *s, int errpipe)
 	_exit(f.stage == 1 ? EXIT_FAIL : f.err == ENOENT ? 127 : 126);
 }
 
-/* Forks the command into the run's cgroup. 0, or the exit status to return. */
+/* nettrail cannot go on: the command must not run unwatched. */
+static void run_kill_child(struct run_state *s)
+{
+	kill(s->child, SIGKILL);
+	waitpid(s->child, NULL, 0);
+	s->child_done = 1;
+}
+
+/*
+ * Forks the command into the run's cgroup. 0 once it runs; 127 or 126 when it could not be
+ * executed (a run that ended at once, as a shell reports it); -1 when nettrail failed.
+ */
 static int run_spawn(struct run_state *s)
 {
 	struct exec_failure f;
@@ -206,12 +227,14 @@ static int run_spawn(struct run_state *s)
 
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		log_err("failed to create a pipe: %s", strerror(errno));
-		return EXIT_FAIL;
+		return -1;
 	}
 	s->child = fork();
 	if (s->child < 0) {
 		log_err("failed to fork: %s", strerror(errno));
-		return EXIT_FAIL;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -1;
 	}
 	if (s->child == 0) {
 		close(pipefd[0]);
@@ -224,15 +247,21 @@ static int run_spawn(struct run_state *s)
 	if (n == sizeof(f)) {
 		waitpid(s->child, NULL, 0);
 		s->child_done = 1;
+		s->ended_ns = now_ns();
 		if (f.stage == 1) {
 			log_err("failed to enter cgroup %s: %s", s->cgroup, strerror(f.err));
-			return EXIT_FAIL;
+			return -1;
 		}
 		log_err("failed to execute %s: %s", s->a->cmd[0], strerror(f.err));
 		s->status = f.err == ENOENT ? 127 : 126;
 		return s->status;
 	}
 	s->pidfd = (int)syscall(SYS_pidfd_open, s->child, 0);
+	if (s->pidfd < 0) {
+		log_err("failed to watch the command (pidfd_open): %s", strerror(errno));
+		run_kill_child(s);
+		return -1;
+	}
 	return 0;
 }
 
@@ -366,15 +395,22 @@ static int run_embedded(struct run_state *s, struct store *st, int64_t *lost)
 	}
 	r = run_spawn(s);
 	if (r == 0) {
-		tracker_add_fd(t, s->pidfd, on_child_exit, s);
-		tracker_add_fd(t, s->sigfd, on_run_signal, s);
-		tracker_run(t);
+		if (tracker_add_fd(t, s->pidfd, on_child_exit, s) < 0 ||
+		    tracker_add_fd(t, s->sigfd, on_run_signal, s) < 0) {
+			log_err("failed to watch the command in the event loop");
+			run_kill_child(s);
+			r = -1;
+		} else if (tracker_run(t) < 0) {
+			log_err("the event loop failed; stopping the command");
+			run_kill_child(s);
+			r = -1;
+		}
 	}
 	tracker_finish(t, &c);
 	getrusage(RUSAGE_SELF, &ru);
 	log_debug("embedded agent: %llu events stored, peak RSS %ld KiB",
 		  (unsigned long long)c.stored, ru.ru_maxrss);
-	*lost = (int64_t)(c.ringbuf_full + c.queue_full + c.store_failed);
+	*lost = (int64_t)(c.ringbuf_full + c.queue_full + c.store_failed + c.bad);
 	if (*lost)
 		log_warn("%lld events lost: %llu ring buffer full, %llu queue full, %llu store failed",
 			 (long long)*lost, (unsigned long long)c.ringbuf_full,
@@ -409,15 +445,45 @@ static const char *run_pick_db(struct run_args *a, char *agent_db, size_t len, i
 	return agent_db;
 }
 
+/* Records the run's start; 0, or -1 after a message. */
+static int run_begin(struct run_state *s, struct store *st, int agent)
+{
+	char command[4096], host[256] = "";
+	struct run_row row;
+
+	gethostname(host, sizeof(host) - 1);
+	run_command_text(s->a->cmd, command, sizeof(command));
+	row = (struct run_row){ .scope = s->a->scope, .cgroup = s->cgroup,
+				.cgroup_id = s->cgroup_id, .command = command, .host = host,
+				.started_ns = s->started_ns, .mode = agent ? "agent" : "embedded" };
+	if (store_run_begin(st, &row, &s->run_id) < 0) {
+		log_err("failed to record the run in %s: %s", s->a->db, store_errmsg(st));
+		return -1;
+	}
+	return 0;
+}
+
+/* The command has exited (status): record it, clean up, report. */
+static void run_end(struct run_state *s, struct store *st, int64_t lost)
+{
+	if (!s->ended_ns)
+		s->ended_ns = now_ns();
+	if (store_run_end(st, s->run_id, s->ended_ns, s->status) < 0)
+		log_warn("failed to record the end of run %lld: %s", (long long)s->run_id,
+			 store_errmsg(st));
+	run_remove_cgroup(s);
+	if (s->a->report)
+		run_report(s, st, lost);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_args a = { 0 };
 	struct run_state s = { .a = &a, .pidfd = -1, .sigfd = -1 };
-	struct run_row row = { .mode = "embedded" };
-	char command[4096], host[256] = "", agent_db[4096];
+	char agent_db[4096];
 	struct store *st = NULL;
+	int agent, created, r;
 	int64_t lost = 0;
-	int agent, r;
 
 	r = run_parse(argc, argv, &a);
 	if (r)
@@ -427,51 +493,29 @@ int cmd_run(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
-	if (!a.db)
+	if (!a.db || db_open(a.db, &st, &created) < 0)
 		return EXIT_FAIL;
-	r = db_dir_ensure(a.db);
-	if (r < 0) {
-		log_err("failed to create the directory of %s: %s", a.db, strerror(-r));
-		return EXIT_FAIL;
-	}
-	r = store_open(a.db, 0, &st);
-	if (r < 0) {
-		log_err("failed to open database %s: %s", a.db, store_strerror(r));
-		return EXIT_FAIL;
-	}
 	s.started_ns = now_ns();
-	if (run_make_cgroup(&s) < 0 || run_block_signals(&s) < 0) {
-		store_close(st);
-		return EXIT_FAIL;
-	}
-	gethostname(host, sizeof(host) - 1);
-	run_command_text(a.cmd, command, sizeof(command));
-	row = (struct run_row){ .scope = a.scope, .cgroup = s.cgroup, .cgroup_id = s.cgroup_id,
-				.command = command, .host = host, .started_ns = s.started_ns,
-				.mode = agent ? "agent" : "embedded" };
-	r = store_run_begin(st, &row, &s.run_id);
+	r = -1;
+	if (run_make_cgroup(&s) == 0 && run_block_signals(&s) == 0 && run_begin(&s, st, agent) == 0)
+		r = agent ? run_with_agent(&s, st, &lost) : run_embedded(&s, st, &lost);
 	if (r < 0) {
-		log_err("failed to record the run in %s: %s", a.db, store_errmsg(st));
+		/* nettrail could not do its job: leave no trace of a run that never ran. */
+		if (s.run_id)
+			store_run_delete(st, s.run_id);
 		run_remove_cgroup(&s);
 		store_close(st);
-		return EXIT_FAIL;
-	}
-	r = agent ? run_with_agent(&s, st, &lost) : run_embedded(&s, st, &lost);
-	if (r < 0) {
-		/* nettrail could not start: leave no trace of a run that never ran. */
-		store_run_delete(st, s.run_id);
-		run_remove_cgroup(&s);
+		if (created)
+			db_remove(a.db);
+		r = EXIT_FAIL;
+	} else {
+		run_end(&s, st, lost);
 		store_close(st);
-		return EXIT_FAIL;
+		r = s.status;
 	}
-	if (!s.ended_ns)
-		s.ended_ns = now_ns();
-	if (store_run_end(st, s.run_id, s.ended_ns, r) < 0)
-		log_warn("failed to record the end of run %lld: %s", (long long)s.run_id,
-			 store_errmsg(st));
-	run_remove_cgroup(&s);
-	if (a.report)
-		run_report(&s, st, lost);
-	store_close(st);
+	if (s.pidfd >= 0)
+		close(s.pidfd);
+	if (s.sigfd >= 0)
+		close(s.sigfd);
 	return r;
 }

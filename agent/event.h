@@ -6,8 +6,16 @@
 #include <stdint.h>
 #include "nettrail.h"
 
+/* The layout the BPF object was built with: a drift fails the build, not the decoding. */
+#include <stddef.h>
 _Static_assert(sizeof(struct nt_event) == NT_EVENT_SIZE,
 	       "struct nt_event differs between bpf/nettrail.h and the agent");
+_Static_assert(offsetof(struct nt_event, pid) == 32 && offsetof(struct nt_event, port) == 52 &&
+		       offsetof(struct nt_event, argv_len) == 58 &&
+		       offsetof(struct nt_event, exec_id) == 60 &&
+		       offsetof(struct nt_event, addr) == 64 && offsetof(struct nt_event, comm) == 80 &&
+		       offsetof(struct nt_event, argv) == 96,
+	       "struct nt_event has holes or moved fields");
 
 /* A connection event as the agent keeps it: decoded, normalised, wall-clock time. */
 struct conn_record {

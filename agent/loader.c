@@ -59,6 +59,10 @@ int loader_open(size_t ringbuf_size, struct loader **ret, const char **why)
 	if (!l)
 		return -ENOMEM;
 	l->ncpus = libbpf_num_possible_cpus();
+	if (l->ncpus <= 0) {
+		r = l->ncpus < 0 ? l->ncpus : -EINVAL;
+		goto out_free;
+	}
 	l->skel = nettrail_bpf__open();
 	if (!l->skel) {
 		r = -errno;

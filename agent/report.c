@@ -15,7 +15,7 @@ static const char deps_sql[] =
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%SZ', g.last_ns / 1e9, 'unixepoch')"
-	" FROM g JOIN connections c ON c.id = g.first_id JOIN processes p ON p.id = c.process_id"
+	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
 /* CSV field: quoted when it holds a comma, quote or line break. */

@@ -295,6 +295,11 @@ int store_commit(struct store *s)
 	return store_exec(s, "COMMIT");
 }
 
+int store_in_transaction(struct store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
 void store_rollback(struct store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))

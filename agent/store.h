@@ -36,6 +36,8 @@ int store_migrate(struct store *s, int to);
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
+/* 1 while a transaction is open (SQLite rolls one back by itself after some errors). */
+int store_in_transaction(struct store *s);
 
 struct process_row {
 	uint32_t pid;

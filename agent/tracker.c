@@ -77,6 +77,7 @@ struct tracker {
 	struct cg_entry *cgmap;
 	int64_t stats_last[QI_STATS_MAX];
 	int stats_written[QI_STATS_MAX];
+	time_t failure_logged_s;
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
 	uint64_t stored, store_failed;
@@ -368,24 +369,49 @@ struct writer_tx {
 	struct timespec opened;
 };
 
-static void writer_commit(struct tracker *t, struct writer_tx *tx)
+/* A failing disk must not flood the log: one line per 10 s, with what was lost since. */
+static void writer_log_failure(struct tracker *t, const char *what)
 {
-	int r;
+	struct timespec now;
 
-	if (!tx->open)
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (t->failure_logged_s && now.tv_sec - t->failure_logged_s < 10)
 		return;
-	r = store_commit(t->store);
-	if (r < 0) {
-		/* The events of this transaction are gone: count them, never drop them silently. */
-		log_err("failed to commit %u events: %s", tx->events, store_errmsg(t->store));
-		store_rollback(t->store);
-		atomic_add(&t->store_failed, tx->events);
-	} else {
-		atomic_add(&t->stored, tx->events);
-	}
+	t->failure_logged_s = now.tv_sec;
+	log_err("failed to %s: %s (%llu events lost to store errors so far)", what,
+		store_errmsg(t->store), (unsigned long long)atomic_get(&t->store_failed));
+}
+
+/*
+ * The open transaction is gone (a failed commit, or SQLite rolled it back after an error):
+ * its events are counted lost, and the ids cached since it began may name rows that no
+ * longer exist, so the caches start over.
+ */
+static void writer_abort(struct tracker *t, struct writer_tx *tx)
+{
+	store_rollback(t->store);
+	atomic_add(&t->store_failed, tx->events);
+	memset(t->proc_ids.e, 0, KEYMAP_CAP * sizeof(*t->proc_ids.e));
+	t->proc_ids.len = 0;
+	memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
 	tx->open = 0;
 	tx->events = 0;
-	if (tx->sync_ns && t->o.publish_sync && r == 0)
+	tx->sync_ns = 0;
+}
+
+static void writer_commit(struct tracker *t, struct writer_tx *tx)
+{
+	if (!tx->open)
+		return;
+	if (store_commit(t->store) < 0) {
+		writer_log_failure(t, "commit events");
+		writer_abort(t, tx);
+		return;
+	}
+	atomic_add(&t->stored, tx->events);
+	tx->open = 0;
+	tx->events = 0;
+	if (tx->sync_ns && t->o.publish_sync)
 		store_set_state(t->store, "synced_ns", tx->sync_ns);
 	tx->sync_ns = 0;
 }
@@ -396,9 +422,9 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 
 	if (!tx->open && it->type != QI_SYNC) {
 		if (store_begin(t->store) < 0) {
-			log_err("failed to begin a transaction: %s", store_errmsg(t->store));
 			if (it->type == QI_CONN)
 				atomic_add(&t->store_failed, 1);
+			writer_log_failure(t, "begin a transaction");
 			goto out_free;
 		}
 		tx->open = 1;
@@ -408,15 +434,15 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 	case QI_CONN:
 		r = writer_put_conn(t, &it->conn);
 		if (r < 0) {
-			log_warn("failed to store an event: %s", store_errmsg(t->store));
 			atomic_add(&t->store_failed, 1);
+			writer_log_failure(t, "store an event");
 		} else
 			tx->events++;
 		break;
 	case QI_PROC:
-		if (writer_put_proc(t, it->proc) < 0)
-			log_warn("failed to store process %u: %s", it->proc->row.pid,
-				 store_errmsg(t->store));
+		r = writer_put_proc(t, it->proc);
+		if (r < 0)
+			writer_log_failure(t, "store a process");
 		break;
 	case QI_STATS:
 		writer_put_stats(t, it->stats, 0);
@@ -425,6 +451,8 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 		tx->sync_ns = it->sync_ns;
 		break;
 	}
+	if (r < 0 && !store_in_transaction(t->store))
+		writer_abort(t, tx);
 out_free:
 	if (it->type == QI_PROC)
 		free(it->proc);
@@ -554,7 +582,7 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.queue_full;
 	st->names[st->n] = "events_lost_store";
 	st->values[st->n++] = (int64_t)c.store_failed;
-	st->names[st->n] = "events_bad";
+	st->names[st->n] = "events_lost_undecodable";
 	st->values[st->n++] = (int64_t)c.bad;
 	st->names[st->n] = "events_stored";
 	st->values[st->n++] = (int64_t)c.stored;
@@ -581,11 +609,11 @@ static void tracker_tick(struct tracker *t)
 
 	it.sync_ns = wall_now_ns();
 	ring_buffer__consume(t->rb);
+	/* Counters go with every sync, so a report waiting for it also sees the losses. */
+	tracker_push_stats(t);
 	queue_push(&t->q, &it);
-	if (++t->ticks % (1000 / TICK_MS) == 0) {
+	if (++t->ticks % (1000 / TICK_MS) == 0)
 		t->boot_to_wall_ns = event_boot_to_wall_ns(); /* follow clock steps */
-		tracker_push_stats(t);
-	}
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -633,9 +661,9 @@ static void tracker_free(struct tracker *t)
 	store_close(t->store);
 	if (t->q.items)
 		queue_destroy(&t->q);
-	if (t->epfd > 0)
+	if (t->epfd >= 0)
 		close(t->epfd);
-	if (t->timerfd > 0)
+	if (t->timerfd >= 0)
 		close(t->timerfd);
 	free(t->seen.e);
 	free(t->proc_ids.e);

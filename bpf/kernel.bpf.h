@@ -22,6 +22,7 @@ struct task_struct {
 	int pid;
 	int tgid;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	__u64 start_boottime;
 	__u64 self_exec_id;

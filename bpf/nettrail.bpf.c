@@ -136,9 +136,10 @@ static __always_inline int event_fill_task(struct nt_event *e)
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->start_ns = task->start_boottime;
+	/* The process is its thread group: a thread's own start time is not the process's. */
+	e->start_ns = task->group_leader->start_boottime;
 	e->ppid = task->real_parent->tgid;
-	e->exec_id = (__u32)task->self_exec_id;
+	e->exec_id = (__u32)task->group_leader->self_exec_id;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (!proc_first_event(e)) {
 		e->argv_len = 0;

@@ -84,10 +84,10 @@ CREATE INDEX connections_by_run ON connections (run_id);
 
 -- Counters over time, cumulative since their source started (an agent, or an embedded run):
 -- events_lost_ringbuf (ring buffer full), events_lost_queue (agent queue full),
--- events_lost_store (a write failed), events_bad (undecodable sample), events_stored.
+-- events_lost_store (a write failed), events_lost_undecodable (a sample that did not decode), events_stored.
 CREATE TABLE stats (
     time_ns    INTEGER NOT NULL,
-    source     TEXT NOT NULL,            -- 'agent:<pid>@<start>' or 'run:<run id>'
+    source     TEXT NOT NULL,            -- 'agent:<pid>@<start, Unix s>' or 'run:<run id>'
     name       TEXT NOT NULL,
     value      INTEGER NOT NULL,
     time       TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', time_ns / 1e9, 'unixepoch')) VIRTUAL
@@ -128,4 +128,4 @@ SELECT g.scope, g.domain, g.proto, c.addr, g.port, g.attempts,
        g.processes, g.verdicts, p.cmdline AS first_cmdline
 FROM g
 JOIN connections c ON c.id = g.first_id
-JOIN processes p ON p.id = c.process_id;
+LEFT JOIN processes p ON p.id = c.process_id;

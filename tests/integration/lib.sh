@@ -59,6 +59,11 @@ wait_for() {
 	return 1
 }
 
+wait_for_file() { # path: waits up to 5 s for it to exist
+	for _ in $(seq 100); do [ -e "$1" ] && return 0; sleep 0.05; done
+	fail "$1 did not appear"
+}
+
 bpf_available() {
 	"$NETTRAIL" run --no-report --db "$WORK/probe.db" -- true 2>"$WORK/probe.err"
 }

@@ -47,7 +47,9 @@ def connect_linger(host, port, secs):
 
 
 def thread_connect(host, port, outfile):
-    """Connect from a second thread; write "pid tid" of that thread."""
+    """Connect from the main thread, then from a second one; write "pid tid" of the second."""
+    connect(host, port)
+
     def run():
         with open(outfile, "w") as f:
             f.write(f"{os.getpid()} {threading.get_native_id()}\n")
@@ -107,28 +109,37 @@ def udp_flood(host, base, n):
     print(f"attempts={n}")
 
 
+def wait_file(path, secs=5.0):
+    for _ in range(int(secs / 0.01)):
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def connect_report(host, port, outfile):
-    """Write our pid and parent as seen now, then connect."""
+    """Write our pid and parent, connect, then say so in outfile.done."""
     with open(outfile, "w") as f:
         f.write(f"{os.getpid()} {os.getppid()}\n")
     connect(host, port)
+    with open(outfile + ".done", "w") as f:
+        f.write("done\n")
 
 
 def double_fork(host, port, outfile, marker):
-    """fork, setsid, fork, exec: a daemon-style grandchild that connects."""
+    """fork, setsid, fork, exec: a daemon-style grandchild that connects.
+
+    The middle process stays until the grandchild has connected, so the parent the kernel
+    sees at the connect is the one the grandchild wrote down."""
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
             os.execv(sys.executable, [sys.executable, __file__, "connect-report",
                                       host, str(port), outfile, marker])
+        wait_file(outfile + ".done")
         os._exit(0)
     os.wait()
-    # The grandchild is not ours to wait for: give it time to write and connect.
-    for _ in range(100):
-        if os.path.exists(outfile) and os.path.getsize(outfile) > 0:
-            break
-        time.sleep(0.02)
-    time.sleep(0.2)
+    wait_file(outfile + ".done")
 
 
 def quick(host, port):

@@ -47,8 +47,12 @@ test_thread_is_recorded() {
 	local pid tid
 	read -r pid tid <"$T/ids"
 	[ "$pid" != "$tid" ] || fail "the workload did not use a second thread"
-	expect_eq "$(q "$DB" "select p.pid, c.tid from connections c join processes p on p.id = c.process_id")" \
-		"$pid|$tid" "pid and tid"
+	expect_eq "$(q "$DB" "select p.pid, c.tid = p.pid from connections c join processes p on p.id = c.process_id order by c.id")" \
+		"$pid|1
+$pid|0" "main thread, then the second"
+	expect_eq "$(q "$DB" "select c.tid from connections c order by c.id desc limit 1")" "$tid" "the thread's tid"
+	# Both threads are one process: one row, whose start time /proc confirms.
+	expect_eq "$(q "$DB" "select count(*), count(distinct c.process_id) from connections c")" "2|1" "one process"
 }
 
 test_v4_mapped_is_ipv4() {
@@ -81,11 +85,12 @@ test_refused_connection_recorded() {
 
 test_outside_process_not_recorded() {
 	serve_tcp 18007
-	# While the run sleeps, a process outside its cgroup connects to another port.
-	nrun -- sh -c "sleep 0.5; $PY $NETUTIL connect 127.0.0.1 18007" &
+	# While the run is live (hooks attached), a process outside its cgroup connects elsewhere.
+	nrun -- sh -c "touch $T/started; while [ ! -e $T/outside-done ]; do sleep 0.05; done; $PY $NETUTIL connect 127.0.0.1 18007" &
 	local run=$!
-	sleep 0.2
+	wait_for_file "$T/started"
 	"$PY" "$NETUTIL" connect 127.0.0.1 18008 >/dev/null
+	touch "$T/outside-done"
 	wait $run
 	expect_eq "$(q "$DB" "select group_concat(port) from connections")" "18007" "only the watched process"
 }
@@ -115,6 +120,29 @@ test_short_lived_process_keeps_cmdline() {
 	expect_eq "$(q "$DB" "select count(*) from connections c join processes p on p.id = c.process_id where p.cmdline like '%netutil.py quick 127.0.0.1 18011%'")" 20 \
 		"every short-lived process has its cmdline"
 	expect_eq "$(q "$DB" "select count(distinct process_id) from connections")" 20 "20 distinct processes"
+}
+
+test_real_clients() {
+	# curl, nc over TCP and nc over UDP, as a script would run them.
+	serve_tcp 18016
+	nrun -- sh -c "curl -s --noproxy '*' --max-time 2 http://127.0.0.1:18016/c; nc -z 127.0.0.1 18016; echo x | nc -u -w0 127.0.0.1 18017; true"
+	expect_eq "$(q "$DB" "select p.comm, c.proto, c.port from connections c join processes p on p.id = c.process_id order by c.id")" \
+		"curl|tcp|18016
+nc|tcp|18016
+nc|udp|18017" "rows"
+	expect_match "$(q "$DB" "select cmdline from processes where comm = 'curl'")" \
+		"^curl -s --noproxy '\*' --max-time 2 http://127.0.0.1:18016/c$" "curl's cmdline, quoted as typed"
+}
+
+test_queue_loss_is_counted() {
+	# A writer queue of 4 events cannot take a burst: queue loss is counted, not hidden.
+	local n=5000 rows lost run
+	nrun --queue-size 4 -- "$PY" "$NETUTIL" udp-flood 127.0.0.1 40000 $n
+	run=$(q "$DB" "select max(id) from runs")
+	rows=$(q "$DB" "select count(*) from connections where proto = 'udp' and port >= 40000")
+	lost=$(q "$DB" "select events from events_lost where source = 'run:$run' and reason = 'events_lost_queue'")
+	expect_ge "$lost" 1 "queue loss was forced"
+	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost) = attempts"
 }
 
 test_exit_status_passed_through() {
