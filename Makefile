@@ -61,7 +61,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -I
 # The modules of the agent; main.c and the commands are only in the binary.
 CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
 	agent/event.c agent/store.c agent/queue.c agent/report.c
-BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/cmd_agent.c agent/cmd_run.c \
+BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
 	agent/cmd_query.c agent/main.c agent/schema_blob.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 

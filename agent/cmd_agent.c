@@ -17,7 +17,9 @@
 #include "log.h"
 #include "parse.h"
 #include "store.h"
+#include "runtime.h"
 #include "tracker.h"
+#include "util.h"
 
 static const char agent_usage[] =
 	"usage: nettrail agent [--watch PATH[:SCOPE]]... [OPTIONS]\n"
@@ -178,7 +180,9 @@ static int agent_serve(struct agent_args *a, int created_db)
 	struct tracker_opts o = {
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
 		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
+		.excluded_level = RUN_CGROUP_LEVEL,
 	};
+	uint64_t embedded[1024];
 	struct tracker_counts c;
 	struct tracker *t;
 	struct rusage ru;
@@ -190,6 +194,12 @@ static int agent_serve(struct agent_args *a, int created_db)
 	/* pid@start: a pid reused by a later agent starts a new series of counters. */
 	snprintf(source, sizeof(source), "agent:%d@%lld", (int)getpid(), (long long)time(NULL));
 	o.source = source;
+	/* Runs that loaded their own programs before this agent took the lock keep recording. */
+	o.n_excluded = embedded_list(embedded, (int)ARRAY_SIZE(embedded));
+	o.excluded = embedded;
+	if (o.n_excluded > 0)
+		log_info("%d running `nettrail run`s record themselves; their cgroups are left to them",
+			 o.n_excluded);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);

@@ -25,6 +25,7 @@
 #include "parse.h"
 #include "report.h"
 #include "store.h"
+#include "runtime.h"
 #include "tracker.h"
 
 static const char run_usage[] =
@@ -492,20 +493,30 @@ int cmd_run(int argc, char **argv)
 		log_err("nettrail run needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)");
 		return EXIT_FAIL;
 	}
-	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
-	if (!a.db || db_open(a.db, &st, &created) < 0)
-		return EXIT_FAIL;
 	s.started_ns = now_ns();
+	if (run_make_cgroup(&s) < 0)
+		return EXIT_FAIL;
+	/*
+	 * Registered before looking for an agent: an agent that takes its lock after this look
+	 * finds the registration and leaves this run's cgroup to us (see runtime.h).
+	 */
+	if (embedded_register(s.cgroup_id) < 0)
+		log_warn("failed to register the run in %s", agent_lock_path());
+	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
+	if (agent)
+		embedded_unregister(s.cgroup_id);
 	r = -1;
-	if (run_make_cgroup(&s) == 0 && run_block_signals(&s) == 0 && run_begin(&s, st, agent) == 0)
+	if (a.db && db_open(a.db, &st, &created) == 0 && run_block_signals(&s) == 0 &&
+	    run_begin(&s, st, agent) == 0)
 		r = agent ? run_with_agent(&s, st, &lost) : run_embedded(&s, st, &lost);
+	embedded_unregister(s.cgroup_id);
 	if (r < 0) {
 		/* nettrail could not do its job: leave no trace of a run that never ran. */
 		if (s.run_id)
 			store_run_delete(st, s.run_id);
 		run_remove_cgroup(&s);
 		store_close(st);
-		if (created)
+		if (st && created)
 			db_remove(a.db);
 		r = EXIT_FAIL;
 	} else {

@@ -48,7 +48,7 @@ static const char *loader_diagnose(void)
 	return NULL;
 }
 
-int loader_open(size_t ringbuf_size, struct loader **ret, const char **why)
+int loader_open(const struct loader_opts *o, struct loader **ret, const char **why)
 {
 	struct loader *l;
 	int r;
@@ -68,9 +68,11 @@ int loader_open(size_t ringbuf_size, struct loader **ret, const char **why)
 		r = -errno;
 		goto out_free;
 	}
-	r = bpf_map__set_max_entries(l->skel->maps.events, (__u32)ringbuf_size);
+	r = bpf_map__set_max_entries(l->skel->maps.events, (__u32)o->ringbuf_size);
 	if (r < 0)
 		goto out_free;
+	if (o->n_excluded > 0)
+		l->skel->rodata->excluded_level = o->excluded_level;
 	/* libbpf 1.x charges BPF memory to the cgroup on kernels >= 5.11: no RLIMIT_MEMLOCK bump. */
 	r = nettrail_bpf__load(l->skel);
 	if (r < 0) {
@@ -78,6 +80,14 @@ int loader_open(size_t ringbuf_size, struct loader **ret, const char **why)
 		if (!*why && r == -EPERM)
 			*why = "loading BPF programs was refused: CAP_BPF and CAP_SYS_ADMIN are needed";
 		goto out_free;
+	}
+	for (int i = 0; i < o->n_excluded; i++) {
+		__u8 one = 1;
+
+		r = bpf_map__update_elem(l->skel->maps.excluded, &o->excluded[i],
+					 sizeof(o->excluded[i]), &one, sizeof(one), BPF_ANY);
+		if (r < 0)
+			goto out_free;
 	}
 	*ret = l;
 	return 0;

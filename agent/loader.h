@@ -8,11 +8,15 @@
 
 struct loader;
 
-/*
- * Opens and loads the BPF programs with a ring buffer of ringbuf_size bytes (a power of two,
- * at least the page size). On failure, *why says in one sentence what is missing.
- */
-int loader_open(size_t ringbuf_size, struct loader **ret, const char **why);
+struct loader_opts {
+	size_t ringbuf_size;      /* a power of two, at least the page size */
+	uint32_t excluded_level;  /* cgroup level of the ids below; 0: none */
+	const uint64_t *excluded; /* cgroups whose events are not this loader's to record */
+	int n_excluded;
+};
+
+/* Opens and loads the BPF programs. On failure, *why says in one sentence what is missing. */
+int loader_open(const struct loader_opts *o, struct loader **ret, const char **why);
 
 /* Attaches every hook to the cgroup at path; its descendants are covered. */
 int loader_attach(struct loader *l, const char *path);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -696,7 +695,10 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 		*why = "failed to open the database";
 		goto out_free;
 	}
-	r = loader_open(o->ringbuf_size, &t->loader, why);
+	r = loader_open(&(struct loader_opts){ .ringbuf_size = o->ringbuf_size,
+					       .excluded_level = o->excluded_level,
+					       .excluded = o->excluded, .n_excluded = o->n_excluded },
+			&t->loader, why);
 	if (r < 0)
 		goto out_free;
 	for (int i = 0; i < o->n_watches; i++) {
@@ -783,67 +785,4 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 		tracker_counts(t, ret);
 	tracker_free(t);
 	return 0;
-}
-
-/* ---- the host-wide agent lock --------------------------------------------------------------- */
-
-static const char *agent_runtime_dir(void)
-{
-	const char *env = getenv("NETTRAIL_RUNTIME_DIR");
-
-	return env && *env ? env : AGENT_RUNTIME_DIR;
-}
-
-const char *agent_lock_path(void)
-{
-	static char path[4096];
-
-	snprintf(path, sizeof(path), "%s/agent.lock", agent_runtime_dir());
-	return path;
-}
-
-int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len)
-{
-	int fd;
-
-	if (mkdir(agent_runtime_dir(), 0755) < 0 && errno != EEXIST)
-		return -errno;
-	fd = open(agent_lock_path(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		ssize_t n = pread(fd, busy_db, len - 1, 0);
-
-		busy_db[n > 0 ? n : 0] = '\0';
-		busy_db[strcspn(busy_db, "\n")] = '\0';
-		close(fd);
-		return -EBUSY;
-	}
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, db_path, strlen(db_path), 0) < 0 ||
-	    pwrite(fd, "\n", 1, (off_t)strlen(db_path)) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
-int agent_lock_probe(char *db, size_t len)
-{
-	int fd = open(agent_lock_path(), O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return 0;
-	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
-		close(fd); /* nobody holds it: no agent */
-		return 0;
-	}
-	n = pread(fd, db, len - 1, 0);
-	db[n > 0 ? n : 0] = '\0';
-	db[strcspn(db, "\n")] = '\0';
-	close(fd);
-	return 1;
 }

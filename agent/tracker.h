@@ -27,6 +27,9 @@ struct tracker_opts {
 	size_t queue_cap;
 	const char *source;  /* names this tracker's rows in `stats` */
 	int publish_sync;    /* keep agent_state.synced_ns current (for `run` with an agent) */
+	uint32_t excluded_level;  /* see struct loader_opts */
+	const uint64_t *excluded;
+	int n_excluded;
 };
 
 struct tracker_counts {
@@ -54,16 +57,5 @@ int tracker_run(struct tracker *t);
 int tracker_finish(struct tracker *t, struct tracker_counts *ret);
 
 void tracker_counts(struct tracker *t, struct tracker_counts *ret);
-
-/*
- * The host-wide agent lock: one agent per host, and `run` finds it. It lives in
- * $NETTRAIL_RUNTIME_DIR, else /run/nettrail.
- */
-#define AGENT_RUNTIME_DIR "/run/nettrail"
-const char *agent_lock_path(void);
-/* Takes the lock and writes db_path in it; -EBUSY (and the holder's db in busy_db) if held. */
-int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len);
-/* 1 and the agent's database if an agent holds the lock, 0 if none. */
-int agent_lock_probe(char *db, size_t len);
 
 #endif /* NT_TRACKER_H */

@@ -48,6 +48,29 @@ struct {
 	__type(value, __u8);
 } udp_seen SEC(".maps");
 
+/*
+ * An agent started while `nettrail run`s that loaded their own programs are going leaves
+ * those runs' cgroups (at this level below the cgroup2 root) to them: no event twice.
+ */
+const volatile __u32 excluded_level = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} excluded SEC(".maps");
+
+static __always_inline int cgroup_excluded(void)
+{
+	__u64 id;
+
+	if (!excluded_level)
+		return 0;
+	id = bpf_get_current_ancestor_cgroup_id(excluded_level);
+	return bpf_map_lookup_elem(&excluded, &id) != NULL;
+}
+
 static __always_inline void counter_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -221,27 +244,31 @@ static __always_inline int sock_sendmsg(struct bpf_sock_addr *ctx, __u8 family)
 SEC("cgroup/connect4")
 int nt_connect4(struct bpf_sock_addr *ctx)
 {
-	sock_emit(ctx, NT_EV_CONNECT, AF_INET);
+	if (!cgroup_excluded())
+		sock_emit(ctx, NT_EV_CONNECT, AF_INET);
 	return SOCK_ALLOW;
 }
 
 SEC("cgroup/connect6")
 int nt_connect6(struct bpf_sock_addr *ctx)
 {
-	sock_emit(ctx, NT_EV_CONNECT, AF_INET6);
+	if (!cgroup_excluded())
+		sock_emit(ctx, NT_EV_CONNECT, AF_INET6);
 	return SOCK_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int nt_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	sock_sendmsg(ctx, AF_INET);
+	if (!cgroup_excluded())
+		sock_sendmsg(ctx, AF_INET);
 	return SOCK_ALLOW;
 }
 
 SEC("cgroup/sendmsg6")
 int nt_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	sock_sendmsg(ctx, AF_INET6);
+	if (!cgroup_excluded())
+		sock_sendmsg(ctx, AF_INET6);
 	return SOCK_ALLOW;
 }

@@ -72,3 +72,26 @@ test_agent_drains_on_sigterm() {
 	expect_eq "$rows|$lost" "$n|0" "stored|lost at the default sizes"
 	expect_eq "$AGENT_RC" 0 "exit status"
 }
+
+test_agent_leaves_embedded_runs_alone() {
+	# A run that loaded its own programs before the agent started keeps recording itself;
+	# the agent must not record its events a second time.
+	serve_tcp 18105
+	"$NETTRAIL" run --scope early --db "$DB" -- sh -c \
+		"touch $T/started; while [ ! -e $T/go ]; do sleep 0.05; done; $PY $NETUTIL connect 127.0.0.1 18105" \
+		2>"$T/report" &
+	local run=$!
+	wait_for_file "$T/started"
+	start_agent
+	expect_match "$(cat "$T/agent.log")" "1 running .nettrail run.s record themselves" "agent saw the run"
+	touch "$T/go"
+	wait $run
+	expect_eq "$?" 0 "embedded run"
+	# A run started now goes through the agent, and is recorded once too.
+	"$NETTRAIL" run --scope late -- "$PY" "$NETUTIL" connect 127.0.0.1 18105 2>/dev/null
+	stop_agent
+	expect_eq "$(q "$DB" "select r.scope, r.mode, count(*) from connections c join runs r on r.id = c.run_id group by r.id order by r.id")" \
+		"early|embedded|1
+late|agent|1" "one row per connect"
+	[ -z "$(ls "$NETTRAIL_RUNTIME_DIR/embedded" 2>/dev/null)" ] || fail "registrations left behind"
+}
