@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -38,6 +39,17 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	return 0;
 }
 
+/* 1 if the running kernel is at least major.minor. */
+static int kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+
+	if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return 1; /* unknown: let the probes below speak */
+	return ma > major || (ma == major && mi >= minor);
+}
+
 /* One sentence on why loading cannot work here, or NULL if nothing obvious is missing. */
 static const char *loader_diagnose(void)
 {
@@ -45,6 +57,14 @@ static const char *loader_diagnose(void)
 		return "nettrail needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)";
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
 		return "the kernel has no BTF (/sys/kernel/btf/vmlinux): CONFIG_DEBUG_INFO_BTF is needed";
+	if (!kernel_at_least(5, 11))
+		return "the kernel is older than 5.11, which nettrail needs (ring buffer, BPF links, "
+		       "cgroup-charged BPF memory)";
+	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, NULL) != 1)
+		return "the kernel cannot run cgroup socket-address programs "
+		       "(CONFIG_CGROUP_BPF is needed)";
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1)
+		return "the kernel has no BPF ring buffer";
 	return NULL;
 }
 

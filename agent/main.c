@@ -138,6 +138,11 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return EXIT_OK;
 	}
+	if (!strcmp(cmd, "version") && argc > 2 &&
+	    (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+		puts("usage: nettrail version\n\nPrints nettrail's version and the schema version it writes.");
+		return EXIT_OK;
+	}
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("nettrail %s (schema %d)\n", NT_VERSION, store_schema_latest());
 		return EXIT_OK;

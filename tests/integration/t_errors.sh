@@ -19,7 +19,7 @@ test_usage_errors() {
 	expect_fail 2 "bad format" "$NETTRAIL" deps --format xml
 	[ -e "$DB" ] && fail "a usage error created the database"
 	local c
-	for c in run agent deps events; do
+	for c in run agent deps events version; do
 		"$NETTRAIL" "$c" --help >"$T/help" 2>&1
 		expect_eq "$?" 0 "$c --help"
 		expect_match "$(head -1 "$T/help")" "^usage: nettrail $c" "$c --help text"
