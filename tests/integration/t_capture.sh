@@ -10,6 +10,20 @@ conns() {
 	q "$DB" "select proto, family, addr, port, kind from connections order by id" | tr '|' ' '
 }
 
+# A burst of n UDP destinations from base on, run with the given options, must lose events
+# for the given reason, and stored + counted lost must equal what was sent.
+check_forced_loss() { # reason n base run-options...
+	local reason=$1 n=$2 base=$3 rows lost run
+	shift 3
+	nrun "$@" -- "$PY" "$NETUTIL" udp-flood 127.0.0.1 "$base" "$n"
+	run=$(q "$DB" "select max(id) from runs")
+	rows=$(q "$DB" "select count(*) from connections where proto = 'udp' and port >= $base")
+	lost=$(q "$DB" "select events from events_lost where source = 'run:$run' and reason = '$reason'")
+	expect_ge "$lost" 1 "$reason was forced"
+	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost) = attempts"
+	expect_match "$(cat "$T/report")" "events lost: $lost" "report shows the loss"
+}
+
 test_tcp_ipv4_ipv6() {
 	serve_tcp 18001
 	nrun --scope web -- sh -c "$PY $NETUTIL connect 127.0.0.1 18001 && $PY $NETUTIL connect ::1 18001"
@@ -136,13 +150,7 @@ nc|udp|18017" "rows"
 
 test_queue_loss_is_counted() {
 	# A writer queue of 4 events cannot take a burst: queue loss is counted, not hidden.
-	local n=5000 rows lost run
-	nrun --queue-size 4 -- "$PY" "$NETUTIL" udp-flood 127.0.0.1 40000 $n
-	run=$(q "$DB" "select max(id) from runs")
-	rows=$(q "$DB" "select count(*) from connections where proto = 'udp' and port >= 40000")
-	lost=$(q "$DB" "select events from events_lost where source = 'run:$run' and reason = 'events_lost_queue'")
-	expect_ge "$lost" 1 "queue loss was forced"
-	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost) = attempts"
+	check_forced_loss events_lost_queue 5000 40000 --queue-size 4
 }
 
 test_exit_status_passed_through() {
@@ -170,12 +178,5 @@ test_run_removes_its_cgroup() {
 
 test_ringbuf_loss_is_counted() {
 	# A 4 KiB ring buffer holds 11 events: a burst of 20000 must overflow it.
-	local n=20000 rows lost run
-	nrun --ringbuf-size 4096 -- "$PY" "$NETUTIL" udp-flood 127.0.0.1 20000 $n
-	run=$(q "$DB" "select max(id) from runs")
-	rows=$(q "$DB" "select count(*) from connections where proto = 'udp' and port >= 20000")
-	lost=$(q "$DB" "select events from events_lost where source = 'run:$run' and reason = 'events_lost_ringbuf'")
-	expect_ge "$lost" 1 "ring-buffer loss was forced"
-	expect_eq "$((rows + lost))" "$n" "stored ($rows) + lost ($lost) = attempts"
-	expect_match "$(cat "$T/report")" "events lost: $lost" "report shows the loss"
+	check_forced_loss events_lost_ringbuf 20000 20000 --ringbuf-size 4096
 }
