@@ -12,8 +12,6 @@ enum {
 };
 
 #define DEFAULT_DB "/var/lib/nettrail/nettrail.db"
-/* <cgroup2>/nettrail is level 1 below the cgroup2 root; a run's cgroup, <scope>/<run>, level 3. */
-#define RUN_CGROUP_LEVEL 3
 #define DEFAULT_RINGBUF (8u << 20)
 #define DEFAULT_QUEUE (1u << 18)
 

@@ -180,7 +180,6 @@ static int agent_serve(struct agent_args *a, int created_db)
 	struct tracker_opts o = {
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
 		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
-		.excluded_level = RUN_CGROUP_LEVEL,
 	};
 	uint64_t embedded[1024];
 	struct tracker_counts c;

@@ -91,8 +91,7 @@ int loader_open(const struct loader_opts *o, struct loader **ret, const char **w
 	r = bpf_map__set_max_entries(l->skel->maps.events, (__u32)o->ringbuf_size);
 	if (r < 0)
 		goto out_free;
-	if (o->n_excluded > 0)
-		l->skel->rodata->excluded_level = o->excluded_level;
+	l->skel->rodata->exclusions = o->n_excluded > 0;
 	/* libbpf 1.x charges BPF memory to the cgroup on kernels >= 5.11: no RLIMIT_MEMLOCK bump. */
 	r = nettrail_bpf__load(l->skel);
 	if (r < 0) {

@@ -10,8 +10,7 @@ struct loader;
 
 struct loader_opts {
 	size_t ringbuf_size;      /* a power of two, at least the page size */
-	uint32_t excluded_level;  /* cgroup level of the ids below; 0: none */
-	const uint64_t *excluded; /* cgroups whose events are not this loader's to record */
+	const uint64_t *excluded; /* cgroups (and their descendants) not this loader's to record */
 	int n_excluded;
 };
 

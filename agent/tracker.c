@@ -696,7 +696,6 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 		goto out_free;
 	}
 	r = loader_open(&(struct loader_opts){ .ringbuf_size = o->ringbuf_size,
-					       .excluded_level = o->excluded_level,
 					       .excluded = o->excluded, .n_excluded = o->n_excluded },
 			&t->loader, why);
 	if (r < 0)

@@ -27,8 +27,7 @@ struct tracker_opts {
 	size_t queue_cap;
 	const char *source;  /* names this tracker's rows in `stats` */
 	int publish_sync;    /* keep agent_state.synced_ns current (for `run` with an agent) */
-	uint32_t excluded_level;  /* see struct loader_opts */
-	const uint64_t *excluded;
+	const uint64_t *excluded; /* see struct loader_opts */
 	int n_excluded;
 };
 

@@ -50,9 +50,12 @@ struct {
 
 /*
  * An agent started while `nettrail run`s that loaded their own programs are going leaves
- * those runs' cgroups (at this level below the cgroup2 root) to them: no event twice.
+ * those runs' cgroups (and their descendants) to them: no event twice. The runs' depth in
+ * the hierarchy is not assumed (cgroup namespaces move the root), so every ancestor up to
+ * EXCLUDED_MAX_DEPTH is looked up, only on hosts where such runs were found.
  */
-const volatile __u32 excluded_level = 0;
+#define EXCLUDED_MAX_DEPTH 16
+const volatile __u32 exclusions = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -63,12 +66,18 @@ struct {
 
 static __always_inline int cgroup_excluded(void)
 {
-	__u64 id;
-
-	if (!excluded_level)
+	if (!exclusions)
 		return 0;
-	id = bpf_get_current_ancestor_cgroup_id(excluded_level);
-	return bpf_map_lookup_elem(&excluded, &id) != NULL;
+#pragma unroll
+	for (int level = 1; level <= EXCLUDED_MAX_DEPTH; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+
+		if (!id) /* deeper than the current cgroup */
+			return 0;
+		if (bpf_map_lookup_elem(&excluded, &id))
+			return 1;
+	}
+	return 0;
 }
 
 static __always_inline void counter_inc(__u32 idx)
