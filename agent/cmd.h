@@ -25,13 +25,11 @@ const char *db_path_default(void);
 /* Creates the database's directory (0750) if missing. 0 or -errno. */
 int db_dir_ensure(const char *db_path);
 /*
- * Opens (creating, migrating) the database read-write; *created tells whether the file is
- * new, so that a command that then fails can remove it. 0, or -1 after a message.
+ * Opens (creating, migrating) the database read-write. 0, or -1 after a message. Commands
+ * check that BPF can work before, so that a host without it is left no database file.
  */
 struct store;
-int db_open(const char *db_path, struct store **ret, int *created);
-/* Removes a database file with its WAL and shared-memory files. */
-void db_remove(const char *db_path);
+int db_open(const char *db_path, struct store **ret);
 /* <cgroup2 mount>/nettrail, where `run` makes its cgroups. 0 or -errno. */
 int runs_root_path(char *ret, size_t len);
 /* Parses --ringbuf-size and --queue-size values; 0 or EXIT_USAGE after a message. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "cgroup.h"
 #include "cmd.h"
+#include "loader.h"
 #include "log.h"
 #include "parse.h"
 #include "store.h"
@@ -174,8 +175,8 @@ static int agent_runs_root(struct watch *w, int *created)
 	return 0;
 }
 
-/* Runs until stopped. A database it created is removed if it could not even start. */
-static int agent_serve(struct agent_args *a, int created_db)
+/* Runs until stopped. */
+static int agent_serve(struct agent_args *a)
 {
 	struct tracker_opts o = {
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
@@ -213,8 +214,6 @@ static int agent_serve(struct agent_args *a, int created_db)
 		log_err("failed to start: %s%s%s", why ? why : strerror(-r), why ? ": " : "",
 			why ? strerror(-r) : "");
 		close(sfd);
-		if (created_db)
-			db_remove(a->db);
 		return EXIT_FAIL;
 	}
 	if (tracker_add_fd(t, sfd, on_signal, NULL) < 0) {
@@ -242,7 +241,8 @@ int cmd_agent(int argc, char **argv)
 {
 	struct agent_args a = { 0 };
 	char busy_db[4096];
-	int lock_fd = -1, created = 0, created_db = 0, r;
+	int lock_fd = -1, created = 0, r;
+	const char *why;
 	struct store *st;
 
 	r = agent_parse(argc, argv, &a);
@@ -268,12 +268,15 @@ int cmd_agent(int argc, char **argv)
 		r = EXIT_FAIL;
 		goto out_rmdir;
 	}
-	/* The database must open (and migrate) before anything is loaded. */
-	if (db_open(a.db, &st, &created_db) < 0) {
+	/* BPF must be possible before a database is created, which must open before loading. */
+	if (loader_probe(&why) < 0) {
+		log_err("cannot record here: %s", why);
+		r = EXIT_FAIL;
+	} else if (db_open(a.db, &st) < 0) {
 		r = EXIT_FAIL;
 	} else {
 		store_close(st);
-		r = agent_serve(&a, created_db);
+		r = agent_serve(&a);
 	}
 	close(lock_fd);
 out_rmdir:

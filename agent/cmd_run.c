@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "cgroup.h"
 #include "cmd.h"
+#include "loader.h"
 #include "log.h"
 #include "parse.h"
 #include "report.h"
@@ -483,7 +484,8 @@ int cmd_run(int argc, char **argv)
 	struct run_state s = { .a = &a, .pidfd = -1, .sigfd = -1 };
 	char agent_db[4096];
 	struct store *st = NULL;
-	int agent, created, r;
+	const char *why;
+	int agent, r;
 	int64_t lost = 0;
 
 	r = run_parse(argc, argv, &a);
@@ -506,8 +508,10 @@ int cmd_run(int argc, char **argv)
 	if (agent)
 		embedded_unregister(s.cgroup_id);
 	r = -1;
-	if (a.db && db_open(a.db, &st, &created) == 0 && run_block_signals(&s) == 0 &&
-	    run_begin(&s, st, agent) == 0)
+	if (!agent && loader_probe(&why) < 0)
+		log_err("cannot record here: %s", why);
+	else if (a.db && db_open(a.db, &st) == 0 && run_block_signals(&s) == 0 &&
+		 run_begin(&s, st, agent) == 0)
 		r = agent ? run_with_agent(&s, st, &lost) : run_embedded(&s, st, &lost);
 	embedded_unregister(s.cgroup_id);
 	if (r < 0) {
@@ -516,8 +520,6 @@ int cmd_run(int argc, char **argv)
 			store_run_delete(st, s.run_id);
 		run_remove_cgroup(&s);
 		store_close(st);
-		if (st && created)
-			db_remove(a.db);
 		r = EXIT_FAIL;
 	} else {
 		run_end(&s, st, lost);

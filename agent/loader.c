@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -50,11 +52,37 @@ static int kernel_at_least(int major, int minor)
 	return ma > major || (ma == major && mi >= minor);
 }
 
+/* The capabilities in the effective set that loading and attaching need, as one line. */
+static const char *caps_missing(void)
+{
+	static const struct { int cap; const char *name; } needed[] = {
+		{ 39 /* CAP_BPF */, "CAP_BPF" }, { CAP_SYS_ADMIN, "CAP_SYS_ADMIN" },
+		{ 38 /* CAP_PERFMON */, "CAP_PERFMON" }, { CAP_NET_ADMIN, "CAP_NET_ADMIN" },
+	};
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { 0 };
+	static char msg[160];
+	size_t o;
+
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return NULL;
+	o = (size_t)snprintf(msg, sizeof(msg), "nettrail needs root; missing:");
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		int c = needed[i].cap;
+
+		if (!(data[c / 32].effective & (1u << (c % 32))) && o < sizeof(msg))
+			o += (size_t)snprintf(msg + o, sizeof(msg) - o, " %s", needed[i].name);
+	}
+	return strchr(msg, ' ') && o > strlen("nettrail needs root; missing:") ? msg : NULL;
+}
+
 /* One sentence on why loading cannot work here, or NULL if nothing obvious is missing. */
 static const char *loader_diagnose(void)
 {
-	if (geteuid() != 0)
-		return "nettrail needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)";
+	const char *caps = caps_missing();
+
+	if (caps)
+		return caps;
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
 		return "the kernel has no BTF (/sys/kernel/btf/vmlinux): CONFIG_DEBUG_INFO_BTF is needed";
 	if (!kernel_at_least(5, 11))
@@ -66,6 +94,12 @@ static const char *loader_diagnose(void)
 	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1)
 		return "the kernel has no BPF ring buffer";
 	return NULL;
+}
+
+int loader_probe(const char **why)
+{
+	*why = loader_diagnose();
+	return *why ? -1 : 0;
 }
 
 int loader_open(const struct loader_opts *o, struct loader **ret, const char **why)

@@ -14,6 +14,12 @@ struct loader_opts {
 	int n_excluded;
 };
 
+/*
+ * Can this process load and attach nettrail's programs here? 0, or -1 with *why saying in
+ * one sentence what is missing (a capability, BTF, a kernel feature). Cheap; creates nothing.
+ */
+int loader_probe(const char **why);
+
 /* Opens and loads the BPF programs. On failure, *why says in one sentence what is missing. */
 int loader_open(const struct loader_opts *o, struct loader **ret, const char **why);
 

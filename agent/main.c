@@ -61,7 +61,7 @@ int db_dir_ensure(const char *db_path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-int db_open(const char *db_path, struct store **ret, int *created)
+int db_open(const char *db_path, struct store **ret)
 {
 	int r = db_dir_ensure(db_path);
 
@@ -69,25 +69,12 @@ int db_open(const char *db_path, struct store **ret, int *created)
 		log_err("failed to create the directory of %s: %s", db_path, strerror(-r));
 		return -1;
 	}
-	*created = access(db_path, F_OK) != 0;
 	r = store_open(db_path, 0, ret);
 	if (r < 0) {
 		log_err("failed to open database %s: %s", db_path, store_strerror(r));
-		if (*created)
-			db_remove(db_path);
 		return -1;
 	}
 	return 0;
-}
-
-void db_remove(const char *db_path)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-	char path[4096];
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
-		if (snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]) < (int)sizeof(path))
-			unlink(path);
 }
 
 int runs_root_path(char *ret, size_t len)

@@ -74,8 +74,13 @@ static int store_errno(int rc)
 	}
 }
 
+/* SQLite's own words for the last failed store_open() of this thread. */
+static __thread char open_errmsg[256];
+
 const char *store_strerror(int r)
 {
+	if (r == -EIO && open_errmsg[0])
+		return open_errmsg;
 	switch (r) {
 	case -EPROTO: return "it was written by a newer nettrail";
 	case -EBADMSG: return "not an SQLite database, or damaged";
@@ -146,35 +151,50 @@ static char *migration_text(int n)
 	return strndup(start, (size_t)(end - start));
 }
 
+/*
+ * One migration step under the write lock, the version read inside it: of several processes
+ * opening a new database at once, one migrates and the others find it done.
+ * 1: a step was applied; 0: nothing left to do; or -errno.
+ */
+static int store_migrate_step(struct store *s, int to)
+{
+	_cleanup_free_ char *sql = NULL;
+	char pragma[64];
+	int v, r;
+
+	r = store_exec(s, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	v = store_schema_version(s);
+	if (v < 0 || v > store_schema_latest() || v >= to) {
+		store_rollback(s);
+		return v < 0 ? v : v > store_schema_latest() ? -EPROTO : 0;
+	}
+	sql = migration_text(v + 1);
+	if (!sql) {
+		store_rollback(s);
+		return -ENOENT;
+	}
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+	r = store_exec(s, sql);
+	if (r == 0)
+		r = store_exec(s, pragma);
+	if (r == 0)
+		r = store_exec(s, "COMMIT");
+	if (r < 0) {
+		store_rollback(s);
+		return r;
+	}
+	return 1;
+}
+
 int store_migrate(struct store *s, int to)
 {
-	int from = store_schema_version(s), r = 0;
+	int r;
 
-	if (from < 0)
-		return from;
-	if (from > store_schema_latest())
-		return -EPROTO;
-	for (int v = from + 1; v <= to; v++) {
-		_cleanup_free_ char *sql = migration_text(v);
-		char pragma[64];
-
-		if (!sql)
-			return -ENOENT;
-		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v);
-		r = store_exec(s, "BEGIN IMMEDIATE");
-		if (r < 0)
-			return r;
-		r = store_exec(s, sql);
-		if (r == 0)
-			r = store_exec(s, pragma);
-		if (r == 0)
-			r = store_exec(s, "COMMIT");
-		if (r < 0) {
-			store_rollback(s);
-			return r;
-		}
-	}
-	return 0;
+	while ((r = store_migrate_step(s, to)) == 1)
+		;
+	return r;
 }
 
 static int store_prepare(struct store *s)
@@ -271,6 +291,7 @@ int store_open(const char *path, int flags, struct store **ret)
 	*ret = s;
 	return 0;
 out_close:
+	snprintf(open_errmsg, sizeof(open_errmsg), "%s", store_errmsg(s));
 	store_close(s);
 	return r;
 }

@@ -75,3 +75,29 @@ test_deps_and_events_read_the_store() {
 	expect_eq "$("$NETTRAIL" events --db "$DB" --scope s1 | wc -l)" 4 "events: header + 3"
 	expect_eq "$("$NETTRAIL" events --db "$DB" --scope other | wc -l)" 1 "events of another scope"
 }
+
+test_missing_capabilities() {
+	# Root without CAP_BPF and friends: the missing capabilities are named, no file is made.
+	expect_fail 1 "missing: CAP_BPF CAP_SYS_ADMIN CAP_PERFMON" \
+		setpriv --bounding-set -bpf,-sys_admin,-perfmon --inh-caps=-all "$NETTRAIL" run --db "$DB" -- true
+	expect_fail 1 "missing: CAP_BPF" \
+		setpriv --bounding-set -bpf --inh-caps=-all "$NETTRAIL" agent --db "$DB"
+	[ -e "$DB" ] && fail "a database was created"
+	[ -n "$(ls -d "$CG2"/nettrail/default/run-* 2>/dev/null)" ] && fail "run cgroups left behind"
+	true
+}
+
+test_concurrent_runs_on_a_new_database() {
+	# Runs started together on a database that does not exist yet: all succeed, each run's
+	# connect is its own.
+	serve_tcp 18202
+	local i pids=()
+	for i in 1 2 3 4 5 6 7 8; do
+		"$NETTRAIL" run --scope "c$i" --db "$DB" -- "$PY" "$NETUTIL" connect 127.0.0.1 18202 \
+			>/dev/null 2>"$T/run$i.log" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || fail "a run failed: $(cat "$T"/run*.log)"; done
+	expect_eq "$(q "$DB" "select count(*), count(distinct r.scope), sum(c.scope = r.scope) from connections c join runs r on r.id = c.run_id")" \
+		"8|8|8" "8 runs, each with its own connect"
+}
