@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 #include "cgroup.h"
@@ -145,6 +146,52 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 	return 0;
 }
 
+struct exclusions {
+	uint64_t ids[1024];
+	int n;
+};
+
+/*
+ * Every second: an embedded run that has ended (or died) no longer records its cgroup, so
+ * the agent does; whatever it left running is not left unwatched.
+ */
+static int on_exclusion_timer(struct tracker *t, int fd, void *ctx)
+{
+	struct exclusions *x = ctx;
+	uint64_t expirations;
+
+	if (read(fd, &expirations, sizeof(expirations)) < 0)
+		return 0;
+	for (int i = 0; i < x->n; i++) {
+		if (embedded_alive(x->ids[i]))
+			continue;
+		if (tracker_unexclude(t, x->ids[i]) == 0)
+			log_info("the run recording cgroup %llu has ended; the agent records it now",
+				 (unsigned long long)x->ids[i]);
+		x->ids[i--] = x->ids[--x->n];
+	}
+	return 0;
+}
+
+/* A 1 s timer for on_exclusion_timer, only while exclusions exist. */
+static int agent_watch_exclusions(struct tracker *t, struct exclusions *x)
+{
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	int fd;
+
+	if (x->n == 0)
+		return -1;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) < 0 ||
+	    tracker_add_fd(t, fd, on_exclusion_timer, x) < 0) {
+		log_warn("failed to watch the embedded runs; their cgroups stay theirs");
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int on_signal(struct tracker *t, int fd, void *ctx)
 {
 	struct signalfd_siginfo si;
@@ -182,7 +229,8 @@ static int agent_serve(struct agent_args *a)
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
 		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
 	};
-	uint64_t embedded[1024];
+	static struct exclusions excl;
+	int xfd;
 	struct tracker_counts c;
 	struct tracker *t;
 	struct rusage ru;
@@ -195,8 +243,8 @@ static int agent_serve(struct agent_args *a)
 	snprintf(source, sizeof(source), "agent:%d@%lld", (int)getpid(), (long long)time(NULL));
 	o.source = source;
 	/* Runs that loaded their own programs before this agent took the lock keep recording. */
-	o.n_excluded = embedded_list(embedded, (int)ARRAY_SIZE(embedded));
-	o.excluded = embedded;
+	excl.n = o.n_excluded = embedded_list(excl.ids, (int)ARRAY_SIZE(excl.ids));
+	o.excluded = excl.ids;
 	if (o.n_excluded > 0)
 		log_info("%d running `nettrail run`s record themselves; their cgroups are left to them",
 			 o.n_excluded);
@@ -222,6 +270,7 @@ static int agent_serve(struct agent_args *a)
 		close(sfd);
 		return EXIT_FAIL;
 	}
+	xfd = agent_watch_exclusions(t, &excl);
 	log_info("watching %d cgroup%s (runs under %s); database %s", a->n_watches,
 		 a->n_watches == 1 ? "" : "s", a->watches[0].path, a->db);
 	r = tracker_run(t);
@@ -234,6 +283,8 @@ static int agent_serve(struct agent_args *a)
 		 (unsigned long long)c.ringbuf_full, (unsigned long long)c.queue_full,
 		 (unsigned long long)c.store_failed, ru.ru_maxrss);
 	close(sfd);
+	if (xfd >= 0)
+		close(xfd);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }
 

@@ -209,10 +209,18 @@ static void run_child(struct run_state *s, int errpipe)
 	_exit(f.stage == 1 ? EXIT_FAIL : f.err == ENOENT ? 127 : 126);
 }
 
-/* nettrail cannot go on: the command must not run unwatched. */
+/* nettrail cannot go on: the command, with all it started, must not run unwatched. */
 static void run_kill_child(struct run_state *s)
 {
-	kill(s->child, SIGKILL);
+	char path[4096 + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cgroup.kill", s->cgroup);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1) /* cgroup.kill: kernel 5.14 and later */
+		kill(s->child, SIGKILL);
+	if (fd >= 0)
+		close(fd);
 	waitpid(s->child, NULL, 0);
 	s->child_done = 1;
 }
@@ -485,7 +493,7 @@ int cmd_run(int argc, char **argv)
 	char agent_db[4096];
 	struct store *st = NULL;
 	const char *why;
-	int agent, r;
+	int agent, r, reg_fd = -1;
 	int64_t lost = 0;
 
 	r = run_parse(argc, argv, &a);
@@ -502,18 +510,19 @@ int cmd_run(int argc, char **argv)
 	 * Registered before looking for an agent: an agent that takes its lock after this look
 	 * finds the registration and leaves this run's cgroup to us (see runtime.h).
 	 */
-	if (embedded_register(s.cgroup_id) < 0)
-		log_warn("failed to register the run in %s", agent_lock_path());
+	if (embedded_register(s.cgroup_id, &reg_fd) < 0)
+		log_warn("failed to register the run next to %s", agent_lock_path());
 	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
+	embedded_decide(s.cgroup_id, reg_fd, !agent);
 	if (agent)
-		embedded_unregister(s.cgroup_id);
+		reg_fd = -1;
 	r = -1;
 	if (!agent && loader_probe(&why) < 0)
 		log_err("cannot record here: %s", why);
 	else if (a.db && db_open(a.db, &st) == 0 && run_block_signals(&s) == 0 &&
 		 run_begin(&s, st, agent) == 0)
 		r = agent ? run_with_agent(&s, st, &lost) : run_embedded(&s, st, &lost);
-	embedded_unregister(s.cgroup_id);
+	embedded_unregister(s.cgroup_id, reg_fd);
 	if (r < 0) {
 		/* nettrail could not do its job: leave no trace of a run that never ran. */
 		if (s.run_id)

@@ -178,6 +178,13 @@ int loader_attach(struct loader *l, const char *path)
 	return r;
 }
 
+int loader_unexclude(struct loader *l, uint64_t cgroup_id)
+{
+	int r = bpf_map__delete_elem(l->skel->maps.excluded, &cgroup_id, sizeof(cgroup_id), 0);
+
+	return r == -ENOENT ? 0 : r;
+}
+
 int loader_ringbuf_fd(struct loader *l)
 {
 	return bpf_map__fd(l->skel->maps.events);

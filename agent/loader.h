@@ -30,6 +30,9 @@ int loader_attach(struct loader *l, const char *path);
 int loader_ringbuf_fd(struct loader *l);
 int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX]);
 
+/* Records that cgroup again (its embedded run has ended). */
+int loader_unexclude(struct loader *l, uint64_t cgroup_id);
+
 /* Detaches every hook: from now on no event is produced; the ring buffer stays readable. */
 void loader_detach(struct loader *l);
 

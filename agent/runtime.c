@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +89,10 @@ static int embedded_path(char *buf, size_t len, uint64_t cgroup_id)
 	return runtime_path(buf, len, name);
 }
 
-int embedded_register(uint64_t cgroup_id)
+int embedded_register(uint64_t cgroup_id, int *ret_fd)
 {
 	char dir[4096], path[4096], pid[32];
-	int fd, n, r = 0;
+	int fd, n;
 
 	if (runtime_path(dir, sizeof(dir), "embedded") < 0 ||
 	    embedded_path(path, sizeof(path), cgroup_id) < 0)
@@ -101,43 +100,83 @@ int embedded_register(uint64_t cgroup_id)
 	if ((mkdir(runtime_dir(), 0755) < 0 && errno != EEXIST) ||
 	    (mkdir(dir, 0755) < 0 && errno != EEXIST))
 		return -errno;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (write(fd, pid, (size_t)n) != n)
-		r = -errno;
-	close(fd);
-	return r;
+	if (flock(fd, LOCK_EX) < 0 || write(fd, pid, (size_t)n) != n) {
+		int r = -errno;
+
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
 }
 
-void embedded_unregister(uint64_t cgroup_id)
+void embedded_decide(uint64_t cgroup_id, int fd, int embedded)
+{
+	if (fd < 0)
+		return;
+	if (embedded)
+		flock(fd, LOCK_SH); /* alive, decided: an agent may now read it */
+	else
+		embedded_unregister(cgroup_id, fd);
+}
+
+void embedded_unregister(uint64_t cgroup_id, int fd)
 {
 	char path[4096];
 
+	if (fd < 0)
+		return;
 	if (embedded_path(path, sizeof(path), cgroup_id) == 0)
 		unlink(path);
+	close(fd);
 }
 
-/* 1 if the registry entry's run is alive; its pid must also still be that run. */
-static int embedded_alive(const char *path)
+/*
+ * 1 if the run behind an open registry file is alive and recording itself, 0 if not (the
+ * file is then removed if stale). Waits up to 2 s for a run that is still deciding.
+ */
+static int embedded_check(int fd, const char *path)
 {
-	char buf[32] = "";
-	uint64_t pid;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int i;
 
+	for (i = 0; i < 200 && flock(fd, LOCK_SH | LOCK_NB) < 0; i++)
+		usleep(10000);
+	if (i == 200)
+		return 1; /* still deciding after 2 s: leave its cgroup to it, to be safe */
+	if (fstat(fd, &st) < 0 || st.st_nlink == 0)
+		return 0; /* it went to an agent and unregistered */
+	flock(fd, LOCK_UN);
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		unlink(path); /* nobody holds it: the run died without cleaning up */
+		return 0;
+	}
+	return 1;
+}
+
+int embedded_alive(uint64_t cgroup_id)
+{
+	char path[4096];
+	int fd, alive;
+
+	if (embedded_path(path, sizeof(path), cgroup_id) < 0)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	read_first_line(fd, buf, sizeof(buf));
+	alive = embedded_check(fd, path);
 	close(fd);
-	if (parse_u64(buf, 1, INT32_MAX, &pid) < 0)
-		return 0;
-	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+	return alive;
 }
 
 int embedded_list(uint64_t *ids, int max)
 {
-	char dir[4096], path[8192];
+	char dir[4096];
 	struct dirent *de;
 	int n = 0;
 	DIR *d;
@@ -147,13 +186,8 @@ int embedded_list(uint64_t *ids, int max)
 	while ((de = readdir(d)) != NULL && n < max) {
 		uint64_t id;
 
-		if (parse_u64(de->d_name, 1, UINT64_MAX, &id) < 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (embedded_alive(path))
+		if (parse_u64(de->d_name, 1, UINT64_MAX, &id) == 0 && embedded_alive(id))
 			ids[n++] = id;
-		else
-			unlink(path); /* a run that died without cleaning up */
 	}
 	closedir(d);
 	return n;

@@ -9,7 +9,9 @@
  * Coordination on one host, through files in $NETTRAIL_RUNTIME_DIR (else /run/nettrail):
  * - agent.lock: held (flock, exclusive) by the one agent, holds its database path; `run`
  *   probes it to record through the agent rather than load the programs a second time.
- * - embedded/<cgroup id>: a `run` that loads the programs itself, with its pid. An agent
+ * - embedded/<cgroup id>: a `run` that loads the programs itself. It holds a lock on the file
+ *   for its whole life (exclusive while it decides between agent and embedded, shared
+ *   after), so the lock, not a pid that may be reused, says whether it is alive. An agent
  *   started later leaves those cgroups to their run instead of recording them twice.
  */
 #define RUNTIME_DIR_DEFAULT "/run/nettrail"
@@ -20,10 +22,15 @@ int agent_lock_take(const char *db_path, int *ret_fd, char *busy_db, size_t len)
 /* 1 and the agent's database if an agent holds the lock, 0 if none. */
 int agent_lock_probe(char *db, size_t len);
 
-/* Registers the cgroup of an embedded run (before it probes for an agent). 0 or -errno. */
-int embedded_register(uint64_t cgroup_id);
-void embedded_unregister(uint64_t cgroup_id);
+/* Registers a run's cgroup before it looks for an agent; the fd holds the lock. 0 or -errno. */
+int embedded_register(uint64_t cgroup_id, int *ret_fd);
+/* After looking: keep the registration (recording itself) or drop it (an agent records). */
+void embedded_decide(uint64_t cgroup_id, int fd, int embedded);
+/* At the end of an embedded run. */
+void embedded_unregister(uint64_t cgroup_id, int fd);
 /* The cgroup ids of embedded runs still alive, at most max; stale entries are removed. */
 int embedded_list(uint64_t *ids, int max);
+/* 1 while the embedded run of that cgroup is alive. */
+int embedded_alive(uint64_t cgroup_id);
 
 #endif /* NT_RUNTIME_H */

@@ -17,6 +17,7 @@ enum stmt_id {
 	ST_RUN_BEGIN,
 	ST_RUN_END,
 	ST_RUN_DELETE,
+	ST_RUN_DELETE_STATS,
 	ST_RUN_FIND,
 	ST_CGROUP_PUT,
 	ST_STAT_ADD,
@@ -41,6 +42,7 @@ static const char *const stmt_sql[ST_MAX] = {
 		" VALUES (?,?,?,?,?,?,?)",
 	[ST_RUN_END] = "UPDATE runs SET ended_ns = ?, exit_status = ? WHERE id = ?",
 	[ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?",
+	[ST_RUN_DELETE_STATS] = "DELETE FROM stats WHERE source = 'run:' || ?",
 	[ST_RUN_FIND] = "SELECT id, scope FROM runs WHERE cgroup_id = ? ORDER BY id DESC LIMIT 1",
 	[ST_CGROUP_PUT] =
 		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns)"
@@ -459,8 +461,15 @@ int store_run_end(struct store *s, int64_t run_id, int64_t ended_ns, int exit_st
 
 int store_run_delete(struct store *s, int64_t run_id)
 {
-	sqlite3_stmt *st = s->stmt[ST_RUN_DELETE];
+	sqlite3_stmt *st = s->stmt[ST_RUN_DELETE_STATS];
+	int r;
 
+	/* With its counters: a run that never ran has nothing to count. */
+	sqlite3_bind_int64(st, 1, run_id);
+	r = stmt_run(st);
+	if (r < 0)
+		return r;
+	st = s->stmt[ST_RUN_DELETE];
 	sqlite3_bind_int64(st, 1, run_id);
 	return stmt_run(st);
 }

@@ -75,7 +75,8 @@ struct tracker {
 	struct keymap proc_ids;
 	struct cg_entry *cgmap;
 	int64_t stats_last[QI_STATS_MAX];
-	int stats_written[QI_STATS_MAX];
+	int64_t stats_written_ns[QI_STATS_MAX]; /* 0: never; reset when a transaction is lost */
+	int reset_seen;                          /* writer -> main: forget which processes were sent */
 	time_t failure_logged_s;
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
@@ -345,20 +346,31 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 }
 
 /*
- * A counter gets a row when it changes (and once at start and at the end), not every
- * second: an idle agent must not grow the database.
+ * A counter gets a row when it changes (and once at start and at the end), not every tick:
+ * an idle agent must not grow the database. A loss counter is written at the first tick it
+ * changes, so that a report sees it; the others, busy by nature, at most once a second.
+ * Returns -1 if a row could not be written.
  */
-static void writer_put_stats(struct tracker *t, const struct stats_item *st, int force)
+static int writer_put_stats(struct tracker *t, const struct stats_item *st, int force)
 {
+	int r = 0;
+
 	for (int i = 0; i < st->n; i++) {
-		if (!force && t->stats_written[i] && t->stats_last[i] == st->values[i])
+		int is_loss = !strncmp(st->names[i], "events_lost_", strlen("events_lost_"));
+
+		if (!force && t->stats_written_ns[i] &&
+		    (t->stats_last[i] == st->values[i] ||
+		     (!is_loss && st->time_ns - t->stats_written_ns[i] < 1000000000LL)))
 			continue;
 		if (store_add_stat(t->store, st->time_ns, t->o.source, st->names[i],
-				   st->values[i]) == 0) {
-			t->stats_last[i] = st->values[i];
-			t->stats_written[i] = 1;
+				   st->values[i]) < 0) {
+			r = -1;
+			continue;
 		}
+		t->stats_last[i] = st->values[i];
+		t->stats_written_ns[i] = st->time_ns;
 	}
+	return r;
 }
 
 struct writer_tx {
@@ -393,6 +405,9 @@ static void writer_abort(struct tracker *t, struct writer_tx *tx)
 	memset(t->proc_ids.e, 0, KEYMAP_CAP * sizeof(*t->proc_ids.e));
 	t->proc_ids.len = 0;
 	memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
+	/* The counter rows and the process rows went with it: write and send them again. */
+	memset(t->stats_written_ns, 0, sizeof(t->stats_written_ns));
+	__atomic_store_n(&t->reset_seen, 1, __ATOMIC_RELEASE);
 	tx->open = 0;
 	tx->events = 0;
 	tx->sync_ns = 0;
@@ -534,6 +549,10 @@ static int on_sample(void *ctx, void *data, size_t len)
 		return 0;
 	}
 	k = conn_proc_key(&it.conn);
+	if (__atomic_exchange_n(&t->reset_seen, 0, __ATOMIC_ACQ_REL)) {
+		memset(t->seen.e, 0, KEYMAP_CAP * sizeof(*t->seen.e));
+		t->seen.len = 0;
+	}
 	if (!keymap_get(&t->seen, &k, &dummy)) {
 		struct qitem pit = { .type = QI_PROC, .proc = proc_item_new(e, &it.conn) };
 
@@ -734,6 +753,11 @@ int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx)
 	return 0;
 }
 
+int tracker_unexclude(struct tracker *t, uint64_t cgroup_id)
+{
+	return loader_unexclude(t->loader, cgroup_id);
+}
+
 int tracker_run(struct tracker *t)
 {
 	struct epoll_event evs[8];
@@ -779,7 +803,8 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 	t->writer_started = 0;
 	/* The writer is done, so its counts are final: one last row of every counter. */
 	stats_snapshot(t, &final);
-	writer_put_stats(t, &final, 1);
+	if (writer_put_stats(t, &final, 1) < 0)
+		log_err("failed to record the final counters: %s", store_errmsg(t->store));
 	if (ret)
 		tracker_counts(t, ret);
 	tracker_free(t);

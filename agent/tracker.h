@@ -49,6 +49,9 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 typedef int (*tracker_fd_cb)(struct tracker *t, int fd, void *ctx);
 int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx);
 
+/* Records that cgroup again: the embedded run it was left to has ended. */
+int tracker_unexclude(struct tracker *t, uint64_t cgroup_id);
+
 /* Runs the event loop until a callback ends it. */
 int tracker_run(struct tracker *t);
 

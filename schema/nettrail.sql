@@ -11,7 +11,7 @@
 
 -- migration 1
 CREATE TABLE runs (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, also after a delete
     scope       TEXT NOT NULL,
     cgroup      TEXT NOT NULL,           -- path of the run's cgroup
     cgroup_id   INTEGER NOT NULL,

@@ -95,3 +95,27 @@ test_agent_leaves_embedded_runs_alone() {
 late|agent|1" "one row per connect"
 	[ -z "$(ls "$NETTRAIL_RUNTIME_DIR/embedded" 2>/dev/null)" ] || fail "registrations left behind"
 }
+
+test_agent_takes_over_a_dead_embedded_run() {
+	# An embedded run killed while its command goes on: the agent, which had left the run's
+	# cgroup to it, records the command from then on.
+	serve_tcp 18106
+	"$NETTRAIL" run --scope orphan --db "$DB" -- sh -c \
+		"echo \$\$ > $T/cmdpid; while [ ! -e $T/go ]; do sleep 0.05; done; $PY $NETUTIL connect 127.0.0.1 18106; touch $T/done" \
+		2>/dev/null &
+	local run=$!
+	wait_for_file "$T/cmdpid"
+	start_agent
+	kill -KILL "$run"
+	wait "$run" 2>/dev/null
+	wait_for "$T/agent.log" "has ended; the agent records it now" 100 || fail "agent did not take over"
+	touch "$T/go"
+	wait_for_file "$T/done"
+	stop_agent
+	expect_eq "$(q "$DB" "select r.scope, r.mode, c.port from connections c join runs r on r.id = c.run_id")" \
+		"orphan|embedded|18106" "the orphaned command's connect, under its run"
+	local cg
+	cg=$(q "$DB" "select cgroup from runs where scope = 'orphan'")
+	rmdir "$cg" "$(dirname "$cg")" 2>/dev/null
+	true
+}
