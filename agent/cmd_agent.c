@@ -202,8 +202,8 @@ static int on_signal(struct tracker *t, int fd, void *ctx)
 	return 1;
 }
 
-/* The runs root, created if missing; *created tells whether this agent made it. */
-static int agent_runs_root(struct watch *w, int *created)
+/* The runs root, created if missing (and removed at exit if no run is left in it). */
+static int agent_runs_root(struct watch *w)
 {
 	int r = runs_root_path(w->path, sizeof(w->path));
 
@@ -212,8 +212,7 @@ static int agent_runs_root(struct watch *w, int *created)
 			r == -ENOENT ? "cgroup2 is not mounted" : strerror(-r));
 		return EXIT_FAIL;
 	}
-	*created = mkdir(w->path, 0755) == 0;
-	if (!*created && errno != EEXIST) {
+	if (mkdir(w->path, 0755) < 0 && errno != EEXIST) {
 		log_err("failed to create cgroup %s: %s", w->path, strerror(errno));
 		return EXIT_FAIL;
 	}
@@ -292,7 +291,7 @@ int cmd_agent(int argc, char **argv)
 {
 	struct agent_args a = { 0 };
 	char busy_db[4096];
-	int lock_fd = -1, created = 0, r;
+	int lock_fd = -1, root_fd, r;
 	const char *why;
 	struct store *st;
 
@@ -303,9 +302,17 @@ int cmd_agent(int argc, char **argv)
 		log_err("nettrail agent needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)");
 		return EXIT_FAIL;
 	}
-	r = agent_runs_root(&a.watches[0], &created);
-	if (r)
+	/* Held before the root is made, so that no finishing run removes it under the agent. */
+	root_fd = runs_root_hold();
+	if (root_fd < 0) {
+		log_err("failed to take the runs root lock: %s", strerror(-root_fd));
+		return EXIT_FAIL;
+	}
+	r = agent_runs_root(&a.watches[0]);
+	if (r) {
+		close(root_fd);
 		return r;
+	}
 	r = agent_check_overlap(&a);
 	if (r)
 		goto out_rmdir;
@@ -331,7 +338,7 @@ int cmd_agent(int argc, char **argv)
 	}
 	close(lock_fd);
 out_rmdir:
-	if (created && cgroup_remove(a.watches[0].path) < 0 && errno != EBUSY)
-		log_warn("failed to remove cgroup %s: %s", a.watches[0].path, strerror(errno));
+	close(root_fd);
+	runs_root_remove_if_unused(a.watches[0].path);
 	return r;
 }

@@ -172,11 +172,13 @@ static int run_make_cgroup(struct run_state *s)
 }
 
 /*
- * Removes the run's cgroup, and its scope's when this was the scope's last run. The runs
- * root stays: an agent may be watching it, and an agent's hooks do not follow a new one.
+ * Removes the run's cgroup, its scope's when this was the scope's last run, and the runs
+ * root when no agent watches it (an agent's hooks would not follow a new one).
  */
 static void run_remove_cgroup(struct run_state *s)
 {
+	char root[4096];
+
 	if (cgroup_remove(s->cgroup) < 0) {
 		if (errno == EBUSY)
 			log_warn("processes the command left behind stay in %s; they are no longer "
@@ -184,6 +186,8 @@ static void run_remove_cgroup(struct run_state *s)
 		return;
 	}
 	cgroup_remove(s->scope_dir); /* EBUSY while other runs of the scope are alive */
+	if (runs_root_path(root, sizeof(root)) == 0)
+		runs_root_remove_if_unused(root);
 }
 
 struct exec_failure {

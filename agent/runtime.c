@@ -81,6 +81,44 @@ int agent_lock_probe(char *db, size_t len)
 	return 1;
 }
 
+static int root_lock_open(void)
+{
+	char path[4096];
+
+	if (runtime_path(path, sizeof(path), "root.lock") < 0)
+		return -ENAMETOOLONG;
+	if (mkdir(runtime_dir(), 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+}
+
+int runs_root_hold(void)
+{
+	int fd = root_lock_open();
+
+	if (fd < 0)
+		return fd < -1 ? fd : -errno;
+	if (flock(fd, LOCK_SH) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+void runs_root_remove_if_unused(const char *root)
+{
+	int fd = root_lock_open();
+
+	if (fd < 0)
+		return;
+	/* Exclusive: no agent holds it, and none can start watching until the rmdir is done. */
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		rmdir(root); /* EBUSY while other runs' cgroups are in it */
+	close(fd);
+}
+
 static int embedded_path(char *buf, size_t len, uint64_t cgroup_id)
 {
 	char name[64];

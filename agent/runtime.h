@@ -13,6 +13,8 @@
  *   for its whole life (exclusive while it decides between agent and embedded, shared
  *   after), so the lock, not a pid that may be reused, says whether it is alive. An agent
  *   started later leaves those cgroups to their run instead of recording them twice.
+ * - root.lock: an agent holds it shared for its life, so that the last `run` to finish
+ *   removes <cgroup2>/nettrail only when no agent watches it.
  */
 #define RUNTIME_DIR_DEFAULT "/run/nettrail"
 
@@ -32,5 +34,10 @@ void embedded_unregister(uint64_t cgroup_id, int fd);
 int embedded_list(uint64_t *ids, int max);
 /* 1 while the embedded run of that cgroup is alive. */
 int embedded_alive(uint64_t cgroup_id);
+
+/* The agent's shared hold on the runs root (taken before it creates the root). fd or -errno. */
+int runs_root_hold(void);
+/* Removes the runs root if no agent holds it and no run is in it. */
+void runs_root_remove_if_unused(const char *root);
 
 #endif /* NT_RUNTIME_H */

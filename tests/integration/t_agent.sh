@@ -30,9 +30,12 @@ test_agent_records_run() {
 	expect_eq "$?" 5 "exit status through the agent"
 	expect_match "$(cat "$T/report2")" "deploy +tcp +127.0.0.1 +18104 +1 " "second report row"
 	expect_eq "$(q "$DB" "select group_concat(exit_status) from runs")" "0,5" "runs"
+	[ -d "$CG2/nettrail" ] || fail "a run removed the runs root the agent watches"
 	stop_agent
 	expect_eq "$AGENT_RC" 0 "clean stop"
 	expect_match "$(cat "$T/agent.log")" "stopped: 2 events stored" "shutdown summary"
+	[ -e "$CG2/nettrail" ] && fail "runs root left behind by the agent"
+	true
 }
 
 test_agent_watches_a_service_cgroup() {

@@ -173,6 +173,7 @@ test_run_removes_its_cgroup() {
 	cg=$(grep '^0::' "$T/cg" | cut -d: -f3)
 	expect_match "$cg" "^/nettrail/tidy/run-" "the command ran in the run's cgroup"
 	[ -e "$CG2$cg" ] && fail "cgroup $CG2$cg left behind"
+	[ -e "$CG2/nettrail" ] && fail "runs root $CG2/nettrail left behind with no agent"
 	expect_eq "$(q "$DB" "select cgroup from runs")" "$CG2$cg" "runs.cgroup"
 }
 
