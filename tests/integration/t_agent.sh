@@ -73,6 +73,11 @@ test_agent_drains_on_sigterm() {
 	rows=$(q "$DB" "select count(*) from connections where scope = 'drain'")
 	lost=$(q "$DB" "select coalesce(sum(events), 0) from events_lost")
 	expect_eq "$rows|$lost" "$n|0" "stored|lost at the default sizes"
+	# Zero is a claim only if the counters were recorded: every loss reason has its row.
+	expect_eq "$(q "$DB" "select count(distinct reason) from events_lost where source like 'agent:%'")" 4 \
+		"loss counters recorded"
+	expect_eq "$(q "$DB" "select max(value) from stats where name = 'events_stored' and source like 'agent:%'")" \
+		"$n" "events_stored counter"
 	expect_eq "$AGENT_RC" 0 "exit status"
 }
 
