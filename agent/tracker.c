@@ -13,6 +13,7 @@
 #include <bpf/libbpf.h>
 #include "cgroup.h"
 #include "event.h"
+#include "keymap.h"
 #include "loader.h"
 #include "log.h"
 #include "procfs.h"
@@ -23,27 +24,8 @@
 
 #define TICK_MS 100           /* commit interval, and how often the loop looks around */
 #define BATCH_MAX 1000        /* events per transaction at most */
-#define KEYMAP_CAP (1 << 16)  /* processes remembered by each thread */
 #define CGMAP_CAP 4096        /* cgroups remembered by the writer */
 #define FD_CB_MAX 8
-
-/* A process image (pid, start, exec) -> value; open addressing, forgotten wholesale when 3/4 full. */
-struct proc_key {
-	uint64_t start_ns;
-	uint32_t pid;
-	uint32_t exec_id;
-};
-
-struct keymap_entry {
-	struct proc_key k;
-	int64_t value;
-	int used;
-};
-
-struct keymap {
-	struct keymap_entry *e;
-	size_t len;
-};
 
 struct cg_entry {
 	uint64_t id;
@@ -99,54 +81,6 @@ static uint64_t atomic_get(const uint64_t *p)
 static void atomic_add(uint64_t *p, uint64_t v)
 {
 	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-}
-
-/* ---- keymap ---------------------------------------------------------------------------- */
-
-static int keymap_init(struct keymap *m)
-{
-	m->e = calloc(KEYMAP_CAP, sizeof(*m->e));
-	m->len = 0;
-	return m->e ? 0 : -ENOMEM;
-}
-
-static struct keymap_entry *keymap_slot(struct keymap *m, const struct proc_key *k)
-{
-	uint64_t h = (k->pid * 0x9E3779B97F4A7C15ULL) ^ (k->start_ns * 0xC2B2AE3D27D4EB4FULL) ^
-		     (k->exec_id * 0x165667B19E3779F9ULL);
-	size_t i = (size_t)(h >> 40) & (KEYMAP_CAP - 1);
-
-	for (;; i = (i + 1) & (KEYMAP_CAP - 1)) {
-		struct keymap_entry *e = &m->e[i];
-
-		if (!e->used || (e->k.pid == k->pid && e->k.start_ns == k->start_ns &&
-				 e->k.exec_id == k->exec_id))
-			return e;
-	}
-}
-
-static int keymap_get(struct keymap *m, const struct proc_key *k, int64_t *ret)
-{
-	struct keymap_entry *e = keymap_slot(m, k);
-
-	if (!e->used)
-		return 0;
-	*ret = e->value;
-	return 1;
-}
-
-static void keymap_put(struct keymap *m, const struct proc_key *k, int64_t value)
-{
-	struct keymap_entry *e;
-
-	if (m->len >= KEYMAP_CAP / 4 * 3) {
-		memset(m->e, 0, KEYMAP_CAP * sizeof(*m->e));
-		m->len = 0;
-	}
-	e = keymap_slot(m, k);
-	if (!e->used)
-		m->len++;
-	*e = (struct keymap_entry){ .k = *k, .used = 1, .value = value };
 }
 
 static struct proc_key conn_proc_key(const struct conn_record *c)
@@ -402,8 +336,7 @@ static void writer_abort(struct tracker *t, struct writer_tx *tx)
 {
 	store_rollback(t->store);
 	atomic_add(&t->store_failed, tx->events);
-	memset(t->proc_ids.e, 0, KEYMAP_CAP * sizeof(*t->proc_ids.e));
-	t->proc_ids.len = 0;
+	keymap_clear(&t->proc_ids);
 	memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
 	/* The counter rows and the process rows went with it: write and send them again. */
 	memset(t->stats_written_ns, 0, sizeof(t->stats_written_ns));
@@ -550,8 +483,7 @@ static int on_sample(void *ctx, void *data, size_t len)
 	}
 	k = conn_proc_key(&it.conn);
 	if (__atomic_exchange_n(&t->reset_seen, 0, __ATOMIC_ACQ_REL)) {
-		memset(t->seen.e, 0, KEYMAP_CAP * sizeof(*t->seen.e));
-		t->seen.len = 0;
+		keymap_clear(&t->seen);
 	}
 	if (!keymap_get(&t->seen, &k, &dummy)) {
 		struct qitem pit = { .type = QI_PROC, .proc = proc_item_new(e, &it.conn) };
@@ -683,8 +615,8 @@ static void tracker_free(struct tracker *t)
 		close(t->epfd);
 	if (t->timerfd >= 0)
 		close(t->timerfd);
-	free(t->seen.e);
-	free(t->proc_ids.e);
+	keymap_free(&t->seen);
+	keymap_free(&t->proc_ids);
 	free(t->cgmap);
 	free(t);
 }
