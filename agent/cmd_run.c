@@ -340,13 +340,18 @@ static void run_wait_plain(struct run_state *s)
 /* With an agent: wait (at most 5 s) until it has committed everything up to the end. */
 static void run_wait_agent_sync(struct store *st, int64_t until_ns)
 {
-	for (int i = 0; i < 100; i++) {
+	int r = sync_request();
+
+	for (int i = 0; r == 0 && i < 100; i++) {
 		int64_t synced = 0;
 
-		if (store_get_state(st, "synced_ns", &synced) == 1 && synced >= until_ns)
+		if (store_get_state(st, "synced_ns", &synced) == 1 && synced >= until_ns) {
+			sync_release();
 			return;
+		}
 		usleep(50000);
 	}
+	sync_release();
 	log_warn("the agent has not stored the run's last events yet; the report may be short");
 }
 

@@ -17,7 +17,7 @@ enum qitem_type {
 	QI_CONN,  /* a connection event */
 	QI_PROC,  /* a process seen for the first time: precedes its first QI_CONN */
 	QI_STATS, /* counter values to record */
-	QI_SYNC,  /* everything before .sync_ns is queued: commit, and say so */
+	QI_SYNC,  /* commit now; if .sync_ns, everything before it is queued: say so once committed */
 };
 
 struct proc_item {

@@ -81,6 +81,50 @@ int agent_lock_probe(char *db, size_t len)
 	return 1;
 }
 
+static int sync_path(char *buf, size_t len)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "sync-%d", (int)getpid());
+	return runtime_path(buf, len, name);
+}
+
+int sync_request(void)
+{
+	char path[4096];
+	int fd;
+
+	if (sync_path(path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+void sync_release(void)
+{
+	char path[4096];
+
+	if (sync_path(path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+int sync_requested(void)
+{
+	struct dirent *de;
+	int found = 0;
+	DIR *d = opendir(runtime_dir());
+
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d)) != NULL)
+		found = !strncmp(de->d_name, "sync-", 5);
+	closedir(d);
+	return found;
+}
+
 static int root_lock_open(void)
 {
 	char path[4096];

@@ -35,6 +35,15 @@ int embedded_list(uint64_t *ids, int max);
 /* 1 while the embedded run of that cgroup is alive. */
 int embedded_alive(uint64_t cgroup_id);
 
+/*
+ * sync-<pid>: a `run` waiting for the agent to commit its last events. The agent publishes
+ * agent_state.synced_ns when events came in or while such a request exists, so an idle agent
+ * writes nothing.
+ */
+int sync_request(void);
+void sync_release(void);
+int sync_requested(void);
+
 /* The agent's shared hold on the runs root (taken before it creates the root). fd or -errno. */
 int runs_root_hold(void);
 /* Removes the runs root if no agent holds it and no run is in it. */

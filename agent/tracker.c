@@ -18,6 +18,7 @@
 #include "log.h"
 #include "procfs.h"
 #include "queue.h"
+#include "runtime.h"
 #include "store.h"
 #include "tracker.h"
 #include "util.h"
@@ -26,6 +27,7 @@
 #define BATCH_MAX 1000        /* events per transaction at most */
 #define CGMAP_CAP 4096        /* cgroups remembered by the writer */
 #define FD_CB_MAX 8
+#define STATS_BUSY_INTERVAL_NS (60 * 1000000000LL)
 
 struct cg_entry {
 	uint64_t id;
@@ -52,6 +54,7 @@ struct tracker {
 	int n_fds;
 	int64_t boot_to_wall_ns;
 	unsigned ticks;
+	unsigned queued_since_tick;
 	struct keymap seen;  /* main thread: processes already sent to the writer */
 	/* writer thread only */
 	struct keymap proc_ids;
@@ -282,19 +285,35 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 /*
  * A counter gets a row when it changes (and once at start and at the end), not every tick:
  * an idle agent must not grow the database. A loss counter is written at the first tick it
- * changes, so that a report sees it; the others, busy by nature, at most once a second.
+ * changes, so that a report sees it; the others, busy by nature, at most once a minute.
  * Returns -1 if a row could not be written.
  */
+static int stat_due(struct tracker *t, const struct stats_item *st, int i)
+{
+	int is_loss = !strncmp(st->names[i], "events_lost_", strlen("events_lost_"));
+
+	if (!t->stats_written_ns[i])
+		return 1;
+	if (t->stats_last[i] == st->values[i])
+		return 0;
+	return is_loss || st->time_ns - t->stats_written_ns[i] >= STATS_BUSY_INTERVAL_NS;
+}
+
+/* Whether any counter of st is due: an idle agent must not even open a transaction. */
+static int stats_due(struct tracker *t, const struct stats_item *st)
+{
+	for (int i = 0; i < st->n; i++)
+		if (stat_due(t, st, i))
+			return 1;
+	return 0;
+}
+
 static int writer_put_stats(struct tracker *t, const struct stats_item *st, int force)
 {
 	int r = 0;
 
 	for (int i = 0; i < st->n; i++) {
-		int is_loss = !strncmp(st->names[i], "events_lost_", strlen("events_lost_"));
-
-		if (!force && t->stats_written_ns[i] &&
-		    (t->stats_last[i] == st->values[i] ||
-		     (!is_loss && st->time_ns - t->stats_written_ns[i] < 1000000000LL)))
+		if (!force && !stat_due(t, st, i))
 			continue;
 		if (store_add_stat(t->store, st->time_ns, t->o.source, st->names[i],
 				   st->values[i]) < 0) {
@@ -367,6 +386,8 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 {
 	int r = 0;
 
+	if (it->type == QI_STATS && !stats_due(t, it->stats))
+		goto out_free;
 	if (!tx->open && it->type != QI_SYNC) {
 		if (store_begin(t->store) < 0) {
 			if (it->type == QI_CONN)
@@ -395,7 +416,8 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 		writer_put_stats(t, it->stats, 0);
 		break;
 	case QI_SYNC:
-		tx->sync_ns = it->sync_ns;
+		if (it->sync_ns)
+			tx->sync_ns = it->sync_ns;
 		break;
 	}
 	if (r < 0 && !store_in_transaction(t->store))
@@ -495,6 +517,8 @@ static int on_sample(void *ctx, void *data, size_t len)
 	}
 	if (queue_push(&t->q, &it) < 0)
 		t->queue_full++;
+	else
+		t->queued_since_tick++;
 	return 0;
 }
 
@@ -556,9 +580,16 @@ static void tracker_push_stats(struct tracker *t)
 static void tracker_tick(struct tracker *t)
 {
 	struct qitem it = { .type = QI_SYNC };
+	int64_t now = wall_now_ns();
 
-	it.sync_ns = wall_now_ns();
 	ring_buffer__consume(t->rb);
+	/*
+	 * synced_ns is published only when events came in or a `run` waits for it (runtime.h):
+	 * an idle agent writes nothing.
+	 */
+	if (t->o.publish_sync && (t->queued_since_tick || sync_requested()))
+		it.sync_ns = now;
+	t->queued_since_tick = 0;
 	/* Counters go with every sync, so a report waiting for it also sees the losses. */
 	tracker_push_stats(t);
 	queue_push(&t->q, &it);

@@ -127,3 +127,15 @@ test_agent_takes_over_a_dead_embedded_run() {
 	rmdir "$cg" "$(dirname "$cg")" 2>/dev/null
 	true
 }
+
+test_idle_agent_writes_nothing() {
+	# On a database host an idle agent must not keep writing: no event, no write.
+	start_agent
+	sleep 0.5 # the first counters are written at the first tick
+	local before after
+	before=$(stat -c '%n %y' "$DB" "$DB-wal" 2>/dev/null)
+	sleep 2
+	after=$(stat -c '%n %y' "$DB" "$DB-wal" 2>/dev/null)
+	expect_eq "$after" "$before" "database files untouched while idle"
+	stop_agent
+}
