@@ -22,6 +22,13 @@ int cmd_events(int argc, char **argv);
 
 /* --db, else $NETTRAIL_DB, else DEFAULT_DB. */
 const char *db_path_default(void);
+/*
+ * The database path made absolute, its directory resolved (the file may not exist yet), so
+ * that an agent started in one directory and a run started in another name the same file.
+ */
+int db_path_absolute(const char *in, char *out, size_t len);
+/* 1 if a and b name the same database file. */
+int db_path_same(const char *a, const char *b);
 /* Creates the database's directory (0750) if missing. 0 or -errno. */
 int db_dir_ensure(const char *db_path);
 /*

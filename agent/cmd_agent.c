@@ -290,7 +290,7 @@ static int agent_serve(struct agent_args *a)
 int cmd_agent(int argc, char **argv)
 {
 	struct agent_args a = { 0 };
-	char busy_db[4096];
+	char busy_db[4096], db_abs[PATH_MAX];
 	int lock_fd = -1, root_fd, r;
 	const char *why;
 	struct store *st;
@@ -316,6 +316,13 @@ int cmd_agent(int argc, char **argv)
 	r = agent_check_overlap(&a);
 	if (r)
 		goto out_rmdir;
+	/* The lock holds the absolute path: `run` may be started from any directory. */
+	if (db_path_absolute(a.db, db_abs, sizeof(db_abs)) < 0) {
+		log_err("bad database path %s", a.db);
+		r = EXIT_USAGE;
+		goto out_rmdir;
+	}
+	a.db = db_abs;
 	r = agent_lock_take(a.db, &lock_fd, busy_db, sizeof(busy_db));
 	if (r == -EBUSY) {
 		log_err("another nettrail agent is running on this host (database %s)", busy_db);

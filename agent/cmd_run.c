@@ -455,7 +455,7 @@ static const char *run_pick_db(struct run_args *a, char *agent_db, size_t len, i
 	*agent = agent_lock_probe(agent_db, len);
 	if (!*agent)
 		return a->db;
-	if (a->db_given && strcmp(a->db, agent_db) != 0) {
+	if (a->db_given && !db_path_same(a->db, agent_db)) {
 		log_err("an agent is running with database %s; pass --db %s or stop the agent",
 			agent_db, agent_db);
 		return NULL;

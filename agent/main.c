@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* nettrail: what does this script reach over the network, and what would break without it? */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,44 @@ const char *db_path_default(void)
 	const char *env = getenv("NETTRAIL_DB");
 
 	return env && *env ? env : DEFAULT_DB;
+}
+
+int db_path_absolute(const char *in, char *out, size_t len)
+{
+	char joined[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
+	const char *base;
+	char *slash;
+
+	if (in[0] == '/') {
+		if (snprintf(joined, sizeof(joined), "%s", in) >= (int)sizeof(joined))
+			return -ENAMETOOLONG;
+	} else {
+		if (!getcwd(dir, sizeof(dir)))
+			return -errno;
+		if (snprintf(joined, sizeof(joined), "%s/%s", dir, in) >= (int)sizeof(joined))
+			return -ENAMETOOLONG;
+	}
+	memcpy(dir, joined, sizeof(dir));
+	slash = strrchr(dir, '/');
+	base = joined + (slash - dir) + 1;
+	*slash = '\0';
+	/* A directory that does not exist yet is kept as written; db_dir_ensure makes it. */
+	if (!realpath(dir[0] ? dir : "/", real))
+		snprintf(real, sizeof(real), "%s", dir);
+	if (snprintf(out, len, "%s/%s", strcmp(real, "/") ? real : "", base) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int db_path_same(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+	struct stat sa, sb;
+
+	if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return db_path_absolute(a, ra, sizeof(ra)) == 0 && db_path_absolute(b, rb, sizeof(rb)) == 0 &&
+	       !strcmp(ra, rb);
 }
 
 int db_dir_ensure(const char *db_path)

@@ -139,3 +139,23 @@ test_idle_agent_writes_nothing() {
 	expect_eq "$after" "$before" "database files untouched while idle"
 	stop_agent
 }
+
+test_relative_database_path() {
+	# An agent started with a relative --db, and runs started elsewhere, use one file.
+	mkdir -p "$T/a" "$T/b"
+	(cd "$T/a" && exec "$NETTRAIL" agent --db rel.db 2>"$T/agent.log") &
+	AGENT=$!
+	BG_PIDS+=("$AGENT")
+	wait_for "$T/agent.log" "watching|error" || fail "agent did not start"
+	(cd "$T/b" && "$NETTRAIL" run --scope rel -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18107 2>"$T/r1.log")
+	expect_match "$(cat "$T/r1.log")" "database $T/a/rel.db" "run found the agent's database"
+	(cd "$T/a" && "$NETTRAIL" run --db rel.db --scope rel -- true 2>"$T/r2.log")
+	expect_eq "$?" 0 "--db naming the agent's file relatively"
+	(cd "$T/b" && "$NETTRAIL" run --db ../a/rel.db --scope rel -- true 2>"$T/r3.log")
+	expect_eq "$?" 0 "--db naming it by another path"
+	stop_agent
+	[ -e "$T/b/rel.db" ] && fail "a second database was created"
+	expect_eq "$(q "$T/a/rel.db" "select count(*) from runs; select r.scope || ':' || c.port from connections c join runs r on r.id = c.run_id")" \
+		"3
+rel:18107" "runs and connection in the agent's database"
+}
