@@ -29,25 +29,27 @@ enum stmt_id {
 static const char *const stmt_sql[ST_MAX] = {
 	[ST_PROCESS_INSERT] =
 		"INSERT INTO processes (pid, start_ns, ppid, uid, gid, comm, exe, cmdline,"
-		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns, exec_id)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (pid, start_ns, exec_id) DO NOTHING",
+		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns, exec_id, boot_id)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		" ON CONFLICT (pid, start_ns, exec_id, boot_id) DO NOTHING",
 	[ST_PROCESS_FIND] =
-		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ?",
+		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ? AND boot_id = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
 		" family, proto, addr, addr_key, port, verdict, tid)"
 		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_RUN_BEGIN] =
-		"INSERT INTO runs (scope, cgroup, cgroup_id, command, host, mode, started_ns)"
-		" VALUES (?,?,?,?,?,?,?)",
+		"INSERT INTO runs (scope, cgroup, cgroup_id, command, host, mode, started_ns, boot_id)"
+		" VALUES (?,?,?,?,?,?,?,?)",
 	[ST_RUN_END] = "UPDATE runs SET ended_ns = ?, exit_status = ? WHERE id = ?",
 	[ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?",
 	[ST_RUN_DELETE_STATS] = "DELETE FROM stats WHERE source = 'run:' || ?",
-	[ST_RUN_FIND] = "SELECT id, scope FROM runs WHERE cgroup_id = ? ORDER BY id DESC LIMIT 1",
+	[ST_RUN_FIND] = "SELECT id, scope FROM runs WHERE cgroup_id = ? AND boot_id = ?"
+			" ORDER BY id DESC LIMIT 1",
 	[ST_CGROUP_PUT] =
-		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns)"
-		" VALUES (?1, coalesce(?2, (SELECT cgroup FROM runs WHERE id = ?4)), ?3, ?4, ?5)"
-		" ON CONFLICT (id) DO UPDATE SET path = excluded.path, scope = excluded.scope,"
+		"INSERT INTO cgroups (id, path, scope, run_id, first_seen_ns, boot_id)"
+		" VALUES (?1, coalesce(?2, (SELECT cgroup FROM runs WHERE id = ?4)), ?3, ?4, ?5, ?6)"
+		" ON CONFLICT (boot_id, id) DO UPDATE SET path = excluded.path, scope = excluded.scope,"
 		" run_id = excluded.run_id",
 	[ST_STAT_ADD] = "INSERT INTO stats (time_ns, source, name, value) VALUES (?,?,?,?)",
 	[ST_STATE_SET] =
@@ -61,6 +63,26 @@ struct store {
 	sqlite3_stmt *stmt[ST_MAX];
 	int flags;
 };
+
+/*
+ * This boot's id: cgroup ids, pids and start times repeat across reboots, so rows that name
+ * them carry it.
+ */
+static const char *boot_id(void)
+{
+	static char id[40];
+
+	if (!id[0]) {
+		FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+		if (!f || !fgets(id, sizeof(id), f))
+			snprintf(id, sizeof(id), "unknown");
+		id[strcspn(id, "\n")] = '\0';
+		if (f)
+			fclose(f);
+	}
+	return id;
+}
 
 static int store_errno(int rc)
 {
@@ -364,6 +386,7 @@ int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, uint32_
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, (int64_t)start_ns);
 	sqlite3_bind_int64(st, 3, exec_id);
+	sqlite3_bind_text(st, 4, boot_id(), -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*ret_id = sqlite3_column_int64(st, 0);
@@ -393,6 +416,7 @@ int store_put_process(struct store *s, const struct process_row *p, int64_t *ret
 	bind_id(st, 12, p->run_id);
 	sqlite3_bind_int64(st, 13, p->first_seen_ns);
 	sqlite3_bind_int64(st, 14, p->exec_id);
+	sqlite3_bind_text(st, 15, boot_id(), -1, SQLITE_STATIC);
 	r = stmt_run(st);
 	if (r < 0)
 		return r;
@@ -442,6 +466,7 @@ int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id)
 	bind_text(st, 5, r->host);
 	bind_text(st, 6, r->mode);
 	sqlite3_bind_int64(st, 7, r->started_ns);
+	sqlite3_bind_text(st, 8, boot_id(), -1, SQLITE_STATIC);
 	err = stmt_run(st);
 	if (err < 0)
 		return err;
@@ -481,6 +506,7 @@ int store_find_run(struct store *s, uint64_t cgroup_id, int64_t *ret_run_id, cha
 	int rc, r = 0;
 
 	sqlite3_bind_int64(st, 1, (int64_t)cgroup_id);
+	sqlite3_bind_text(st, 2, boot_id(), -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*ret_run_id = sqlite3_column_int64(st, 0);
@@ -502,6 +528,7 @@ int store_put_cgroup(struct store *s, uint64_t id, const char *path, const char 
 	bind_text(st, 3, scope);
 	bind_id(st, 4, run_id);
 	sqlite3_bind_int64(st, 5, now_ns);
+	sqlite3_bind_text(st, 6, boot_id(), -1, SQLITE_STATIC);
 	return stmt_run(st);
 }
 

@@ -18,22 +18,25 @@ CREATE TABLE runs (
     command     TEXT NOT NULL,
     host        TEXT NOT NULL,
     mode        TEXT NOT NULL,           -- 'embedded' (run loaded BPF itself) or 'agent'
+    boot_id     TEXT NOT NULL,           -- cgroup ids and pids are unique within one boot only
     started_ns  INTEGER NOT NULL,
     ended_ns    INTEGER,
     exit_status INTEGER,                 -- as a shell reports it: 128+N for signal N
     started     TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', started_ns / 1e9, 'unixepoch')) VIRTUAL,
     ended       TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ended_ns / 1e9, 'unixepoch')) VIRTUAL
 );
-CREATE INDEX runs_by_cgroup ON runs (cgroup_id);
+CREATE INDEX runs_by_cgroup ON runs (cgroup_id, boot_id);
 CREATE INDEX runs_by_scope ON runs (scope, started_ns);
 
 -- One row per cgroup that produced an event: how a cgroup id maps to a path, scope and run.
 CREATE TABLE cgroups (
-    id            INTEGER PRIMARY KEY,   -- the cgroup id (inode of its cgroup2 directory)
+    id            INTEGER NOT NULL,      -- the cgroup id (inode of its cgroup2 directory)
+    boot_id       TEXT NOT NULL,
     path          TEXT,                  -- NULL when the cgroup was gone before it was looked up
     scope         TEXT NOT NULL,
     run_id        INTEGER REFERENCES runs (id),
-    first_seen_ns INTEGER NOT NULL
+    first_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (boot_id, id)
 );
 
 -- A process is (pid, start_ns), never a pid alone: pids are reused. Each program it runs
@@ -54,7 +57,8 @@ CREATE TABLE processes (
     scope         TEXT,
     run_id        INTEGER REFERENCES runs (id),
     first_seen_ns INTEGER NOT NULL,
-    UNIQUE (pid, start_ns, exec_id)
+    boot_id       TEXT NOT NULL,
+    UNIQUE (pid, start_ns, exec_id, boot_id)
 );
 CREATE INDEX processes_by_run ON processes (run_id);
 

@@ -460,6 +460,14 @@ static void test_runs(void **state)
 	assert_int_equal(found, other);
 	assert_string_equal(scope, "db");
 	assert_int_equal(store_find_run(f->s, 999, &found, scope, sizeof(scope)), 0);
+	/* Cgroup ids start over at each boot: a run of another boot is never this cgroup's. */
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO runs (scope, cgroup, cgroup_id, command, host,"
+					  " mode, started_ns, boot_id) VALUES ('old', '/x', 5555, 'c',"
+					  " 'h', 'agent', 1, 'another-boot')", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(store_find_run(f->s, 5555, &found, scope, sizeof(scope)), 0);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM runs WHERE boot_id = 'another-boot'", NULL,
+				      NULL, NULL), SQLITE_OK);
 	/* A short buffer gets a truncated, terminated scope. */
 	assert_int_equal(store_find_run(f->s, 4711, &found, small, sizeof(small)), 1);
 	assert_string_equal(small, "web");
