@@ -432,12 +432,14 @@ int store_insert_connection(struct store *s, const struct conn_record *c, int64_
 			    const char *scope, int64_t run_id)
 {
 	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
-	char text[ADDR_TEXT_MAX], pbuf[16];
+	char text[ADDR_TEXT_MAX], pbuf[16], hex[33];
 	uint8_t key[16];
 
 	if (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
 	    addr_key(c->family, c->addr, key) < 0)
 		return -EAFNOSUPPORT;
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
 	sqlite3_bind_int64(st, 1, c->time_ns);
 	sqlite3_bind_int64(st, 2, process_id);
 	bind_id(st, 3, run_id);
@@ -447,7 +449,7 @@ int store_insert_connection(struct store *s, const struct conn_record *c, int64_
 	sqlite3_bind_text(st, 7, c->family == AF_INET ? "ipv4" : "ipv6", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, addr_proto_name(c->proto, pbuf, sizeof(pbuf)), -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 9, text, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 10, key, sizeof(key), SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 10, hex, 32, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, 11, c->port);
 	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 13, c->tid);

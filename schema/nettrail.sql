@@ -6,8 +6,9 @@
 --
 -- Times are stored as integer nanoseconds since the Unix epoch (*_ns) and shown as UTC
 -- ISO-8601 text by virtual generated columns (time, started, ended), which cost nothing to
--- insert. Addresses are stored as text (addr) and as a 16-byte key (addr_key: IPv6 as is,
--- IPv4 as ::ffff:a.b.c.d) so that ORDER BY and BETWEEN work across families.
+-- insert. Addresses are stored as text (addr) and as a key (addr_key: the 16 bytes of IPv6,
+-- or of ::ffff:a.b.c.d for IPv4, as 32 lowercase hex digits) so that ORDER BY and BETWEEN work
+-- across families and `select *` stays readable.
 
 -- migration 1
 CREATE TABLE runs (
@@ -74,7 +75,7 @@ CREATE TABLE connections (
     family      TEXT NOT NULL,           -- 'ipv4' or 'ipv6'
     proto       TEXT NOT NULL,           -- 'tcp' or 'udp'
     addr        TEXT NOT NULL,
-    addr_key    BLOB NOT NULL,
+    addr_key    TEXT NOT NULL,           -- 32 hex digits: sorts and ranges across families
     port        INTEGER NOT NULL,
     verdict     TEXT NOT NULL,           -- 'allowed', 'would_block' or 'blocked'
     domain      TEXT,

@@ -73,7 +73,7 @@ test_v4_mapped_is_ipv4() {
 	serve_tcp 18002
 	nrun -- "$PY" "$NETUTIL" connect ::ffff:127.0.0.1 18002
 	expect_eq "$(conns)" "tcp ipv4 127.0.0.1 18002 connect" "v4-mapped destination"
-	expect_eq "$(q "$DB" "select hex(addr_key) from connections")" "00000000000000000000FFFF7F000001" "addr_key"
+	expect_eq "$(q "$DB" "select addr_key from connections")" "00000000000000000000ffff7f000001" "addr_key"
 }
 
 test_udp_connected() {
