@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* nettrail agent: watch cgroups until SIGINT or SIGTERM. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <getopt.h>
@@ -146,45 +147,92 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 	return 0;
 }
 
-struct exclusions {
-	uint64_t ids[1024];
-	int n;
+/* What the agent looks after once a second besides events. */
+struct housekeeping {
+	uint64_t excluded[1024]; /* cgroups of embedded runs, left to them while they live */
+	int n_excluded;
+	const char *runs_root;
 };
 
-/*
- * Every second: an embedded run that has ended (or died) no longer records its cgroup, so
- * the agent does; whatever it left running is not left unwatched.
- */
-static int on_exclusion_timer(struct tracker *t, int fd, void *ctx)
+/* An embedded run that has ended (or died) no longer records its cgroup: the agent does. */
+static void housekeeping_exclusions(struct tracker *t, struct housekeeping *h)
 {
-	struct exclusions *x = ctx;
+	for (int i = 0; i < h->n_excluded; i++) {
+		if (embedded_alive(h->excluded[i]))
+			continue;
+		if (tracker_unexclude(t, h->excluded[i]) == 0)
+			log_info("the run recording cgroup %llu has ended; the agent records it now",
+				 (unsigned long long)h->excluded[i]);
+		h->excluded[i--] = h->excluded[--h->n_excluded];
+	}
+}
+
+/* 1 if a run cgroup's name, run-<start>-<pid>, names a `nettrail run` that is gone. */
+static int run_dir_abandoned(const char *name)
+{
+	unsigned long long secs;
+	int pid;
+
+	if (sscanf(name, "run-%llu-%d", &secs, &pid) != 2 || pid <= 0)
+		return 0;
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
+ * Run cgroups whose `nettrail run` is gone stay while processes it left behind live in
+ * them (the agent records those); once empty, they are removed here, with empty scopes.
+ */
+static void housekeeping_sweep(const char *root)
+{
+	char scope[4096], run[8192];
+	struct dirent *se, *re;
+	DIR *rd, *sd;
+
+	rd = opendir(root);
+	if (!rd)
+		return;
+	while ((se = readdir(rd)) != NULL) {
+		if (se->d_type != DT_DIR || se->d_name[0] == '.')
+			continue;
+		snprintf(scope, sizeof(scope), "%s/%s", root, se->d_name);
+		sd = opendir(scope);
+		if (!sd)
+			continue;
+		while ((re = readdir(sd)) != NULL) {
+			if (re->d_type != DT_DIR || !run_dir_abandoned(re->d_name))
+				continue;
+			snprintf(run, sizeof(run), "%s/%s", scope, re->d_name);
+			if (rmdir(run) == 0)
+				log_info("removed the cgroup of a finished run: %s", run);
+		}
+		closedir(sd);
+		rmdir(scope); /* EBUSY while runs of the scope live; a new run retries its mkdir */
+	}
+	closedir(rd);
+}
+
+static int on_housekeeping(struct tracker *t, int fd, void *ctx)
+{
+	struct housekeeping *h = ctx;
 	uint64_t expirations;
 
 	if (read(fd, &expirations, sizeof(expirations)) < 0)
 		return 0;
-	for (int i = 0; i < x->n; i++) {
-		if (embedded_alive(x->ids[i]))
-			continue;
-		if (tracker_unexclude(t, x->ids[i]) == 0)
-			log_info("the run recording cgroup %llu has ended; the agent records it now",
-				 (unsigned long long)x->ids[i]);
-		x->ids[i--] = x->ids[--x->n];
-	}
+	housekeeping_exclusions(t, h);
+	housekeeping_sweep(h->runs_root);
 	return 0;
 }
 
-/* A 1 s timer for on_exclusion_timer, only while exclusions exist. */
-static int agent_watch_exclusions(struct tracker *t, struct exclusions *x)
+/* The 1 s housekeeping timer; its fd, or -1 after a warning. */
+static int agent_housekeeping(struct tracker *t, struct housekeeping *h)
 {
 	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
-	int fd;
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 
-	if (x->n == 0)
-		return -1;
-	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) < 0 ||
-	    tracker_add_fd(t, fd, on_exclusion_timer, x) < 0) {
-		log_warn("failed to watch the embedded runs; their cgroups stay theirs");
+	    tracker_add_fd(t, fd, on_housekeeping, h) < 0) {
+		log_warn("failed to start housekeeping: embedded runs keep their cgroups, and "
+			 "finished runs' cgroups stay");
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -198,6 +246,11 @@ static int on_signal(struct tracker *t, int fd, void *ctx)
 
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return 0;
+	if (si.ssi_signo == SIGHUP) {
+		/* Nothing to reload; and a hang-up must not stop the record. */
+		log_info("received SIGHUP: nothing to reload, still running");
+		return 0;
+	}
 	log_info("received %s, stopping", strsignal((int)si.ssi_signo));
 	return 1;
 }
@@ -228,7 +281,7 @@ static int agent_serve(struct agent_args *a)
 		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
 		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
 	};
-	static struct exclusions excl;
+	static struct housekeeping hk;
 	int xfd;
 	struct tracker_counts c;
 	struct tracker *t;
@@ -242,14 +295,16 @@ static int agent_serve(struct agent_args *a)
 	snprintf(source, sizeof(source), "agent:%d@%lld", (int)getpid(), (long long)time(NULL));
 	o.source = source;
 	/* Runs that loaded their own programs before this agent took the lock keep recording. */
-	excl.n = o.n_excluded = embedded_list(excl.ids, (int)ARRAY_SIZE(excl.ids));
-	o.excluded = excl.ids;
+	hk.n_excluded = o.n_excluded = embedded_list(hk.excluded, (int)ARRAY_SIZE(hk.excluded));
+	o.excluded = hk.excluded;
+	hk.runs_root = a->watches[0].path;
 	if (o.n_excluded > 0)
 		log_info("%d running `nettrail run`s record themselves; their cgroups are left to them",
 			 o.n_excluded);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
@@ -269,7 +324,7 @@ static int agent_serve(struct agent_args *a)
 		close(sfd);
 		return EXIT_FAIL;
 	}
-	xfd = agent_watch_exclusions(t, &excl);
+	xfd = agent_housekeeping(t, &hk);
 	log_info("watching %d cgroup%s (runs under %s); database %s", a->n_watches,
 		 a->n_watches == 1 ? "" : "s", a->watches[0].path, a->db);
 	r = tracker_run(t);

@@ -66,6 +66,7 @@ struct run_state {
 	pid_t child;
 	int pidfd, sigfd;
 	int status;          /* exit status to return */
+	int agent;           /* recording through a running agent */
 	int child_done;
 };
 
@@ -180,7 +181,10 @@ static void run_remove_cgroup(struct run_state *s)
 	char root[4096];
 
 	if (cgroup_remove(s->cgroup) < 0) {
-		if (errno == EBUSY)
+		if (errno == EBUSY && s->agent)
+			log_warn("processes the command left behind stay in %s; the agent records "
+				 "them and removes the cgroup once they are gone", s->cgroup);
+		else if (errno == EBUSY)
 			log_warn("processes the command left behind stay in %s; they are no longer "
 				 "watched", s->cgroup);
 		return;
@@ -523,6 +527,7 @@ int cmd_run(int argc, char **argv)
 		log_warn("failed to register the run next to %s", agent_lock_path());
 	a.db = run_pick_db(&a, agent_db, sizeof(agent_db), &agent);
 	embedded_decide(s.cgroup_id, reg_fd, !agent);
+	s.agent = agent;
 	if (agent)
 		reg_fd = -1;
 	r = -1;

@@ -20,11 +20,11 @@ enum qitem_type {
 	QI_SYNC,  /* commit now; if .sync_ns, everything before it is queued: say so once committed */
 };
 
+/* A process's details; row.cmdline and row.exe point into strings, sized to fit. */
 struct proc_item {
 	struct process_row row;
 	char comm[17];
-	char cmdline[4096];
-	char exe[4096];
+	char strings[];
 };
 
 #define QI_STATS_MAX 8

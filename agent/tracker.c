@@ -464,28 +464,50 @@ static void *writer_main(void *arg)
 
 /* ---- main thread: ring buffer ------------------------------------------------------------- */
 
+/*
+ * The command line from the argv captured in BPF; argv that filled the capture buffer was
+ * probably cut, which the text then says with a trailing "...".
+ */
+static void argv_text(const struct nt_event *e, char *out, size_t len)
+{
+	size_t n = procfs_argv_to_text(e->argv, e->argv_len, out, len);
+
+	if (e->argv_len == NT_ARGV_LEN && e->argv[NT_ARGV_LEN - 1] != '\0' && n + 4 < len)
+		memcpy(out + n, " ...", 5);
+}
+
+/* The details of a process seen for the first time, in one allocation sized to them. */
 static struct proc_item *proc_item_new(const struct nt_event *e, const struct conn_record *c)
 {
-	struct proc_item *p = calloc(1, sizeof(*p));
-	struct proc_extra *x;
+	struct proc_extra *x = malloc(sizeof(*x));
+	const char *cmdline, *exe = "";
+	size_t cl, el;
+	struct proc_item *p;
+	int from_proc;
 
-	if (!p)
+	if (!x)
 		return NULL;
-	memcpy(p->comm, e->comm, NT_COMM_LEN);
-	p->row = (struct process_row){
-		.pid = c->pid, .start_ns = c->start_ns, .exec_id = c->exec_id, .ppid = c->ppid,
-		.uid = c->uid, .gid = c->gid, .comm = p->comm, .cmdline = p->cmdline,
-		.cgroup_id = c->cgroup_id,
-		.first_seen_ns = c->time_ns,
-	};
-	procfs_argv_to_text(e->argv, e->argv_len, p->cmdline, sizeof(p->cmdline));
 	/* /proc adds the full command line and exe, if this pid is still that process. */
-	x = malloc(sizeof(*x));
-	if (x && procfs_read_process((pid_t)c->pid, c->start_ns, e->argv, e->argv_len, x) == 0) {
-		memcpy(p->cmdline, x->cmdline, sizeof(p->cmdline));
-		memcpy(p->exe, x->exe, sizeof(p->exe));
-		p->row.exe = p->exe[0] ? p->exe : NULL;
-		p->row.cmdline_from_proc = 1;
+	from_proc = procfs_read_process((pid_t)c->pid, c->start_ns, e->argv, e->argv_len, x) == 0;
+	if (!from_proc)
+		argv_text(e, x->cmdline, sizeof(x->cmdline));
+	else
+		exe = x->exe;
+	cmdline = x->cmdline;
+	cl = strlen(cmdline) + 1;
+	el = strlen(exe) + 1;
+	p = calloc(1, sizeof(*p) + cl + el);
+	if (p) {
+		memcpy(p->comm, e->comm, NT_COMM_LEN);
+		memcpy(p->strings, cmdline, cl);
+		memcpy(p->strings + cl, exe, el);
+		p->row = (struct process_row){
+			.pid = c->pid, .start_ns = c->start_ns, .exec_id = c->exec_id,
+			.ppid = c->ppid, .uid = c->uid, .gid = c->gid, .comm = p->comm,
+			.cmdline = p->strings, .exe = el > 1 ? p->strings + cl : NULL,
+			.cmdline_from_proc = from_proc, .cgroup_id = c->cgroup_id,
+			.first_seen_ns = c->time_ns,
+		};
 	}
 	free(x);
 	return p;

@@ -159,3 +159,26 @@ test_relative_database_path() {
 		"3
 rel:18107" "runs and connection in the agent's database"
 }
+
+test_agent_keeps_what_a_run_left_behind() {
+	# A run that leaves a daemon behind: the agent records it under the run, survives a
+	# SIGHUP, and removes the run's cgroup once the daemon is gone.
+	serve_tcp 18108
+	start_agent
+	"$NETTRAIL" run --scope bg -- sh -c \
+		"setsid sh -c 'while [ ! -e $T/go ]; do sleep 0.05; done; $PY $NETUTIL connect 127.0.0.1 18108 >/dev/null; touch $T/done' &" \
+		2>"$T/report"
+	expect_match "$(cat "$T/report")" "left behind stay in .*the agent records them" "warning"
+	local cg
+	cg=$(q "$DB" "select cgroup from runs where scope = 'bg'")
+	[ -d "$cg" ] || fail "the run's cgroup should stay while its daemon lives"
+	kill -HUP "$AGENT"
+	touch "$T/go"
+	wait_for_file "$T/done"
+	for _ in $(seq 60); do [ -d "$cg" ] || break; sleep 0.1; done
+	[ -d "$cg" ] && fail "the run's cgroup was not removed once empty"
+	stop_agent
+	expect_eq "$AGENT_RC" 0 "the agent survived SIGHUP and stopped cleanly"
+	expect_eq "$(q "$DB" "select r.scope, c.port from connections c join runs r on r.id = c.run_id")" \
+		"bg|18108" "the daemon's connect, under its run"
+}
