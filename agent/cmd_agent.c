@@ -135,7 +135,7 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'Q': r = opt_queue_size(optarg, &a->queue_size); break;
 		case 'v': log_set_level(NT_LOG_DEBUG); r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
-		default: fputs(agent_usage, stderr); return EXIT_USAGE;
+		default: fputs("Try 'nettrail agent --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
 			return r;

@@ -46,12 +46,21 @@ struct query_args {
 	uint64_t limit;
 };
 
-static int query_parse(int argc, char **argv, struct query_args *q, const char *usage)
+/* deps takes --format, events --limit: each command accepts only the options it uses. */
+static int query_parse(int argc, char **argv, struct query_args *q, const char *usage,
+		       int is_events)
 {
-	static const struct option opts[] = {
+	static const struct option deps_opts[] = {
 		{ "scope", required_argument, NULL, 's' },
 		{ "run", required_argument, NULL, 'r' },
 		{ "format", required_argument, NULL, 'f' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static const struct option events_opts[] = {
+		{ "scope", required_argument, NULL, 's' },
+		{ "run", required_argument, NULL, 'r' },
 		{ "limit", required_argument, NULL, 'n' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -62,7 +71,8 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 
 	q->db = db_path_default();
 	q->limit = 50;
-	while ((c = getopt_long(argc, argv, "s:r:f:n:d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, is_events ? "s:r:n:d:h" : "s:r:f:d:h",
+				is_events ? events_opts : deps_opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_scope(optarg) < 0) {
@@ -96,7 +106,7 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 			break;
 		case 'd': q->db = optarg; break;
 		case 'h': fputs(usage, stdout); exit(EXIT_OK);
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		default: fprintf(stderr, "Try '%s --help'.\n", argv[0]); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
@@ -130,7 +140,7 @@ int cmd_deps(int argc, char **argv)
 	struct store *st;
 	int r;
 
-	r = query_parse(argc, argv, &q, deps_usage);
+	r = query_parse(argc, argv, &q, deps_usage, 0);
 	if (r)
 		return r;
 	r = query_open(q.db, &st);
@@ -139,6 +149,9 @@ int cmd_deps(int argc, char **argv)
 	r = report_deps(store_db(st), &q.f, q.fmt, stdout);
 	if (r < 0)
 		log_err("failed to read %s: %s", q.db, store_errmsg(st));
+	else if (r == 0 && q.fmt == REPORT_TABLE)
+		fprintf(stderr, "no destinations recorded%s%s\n", q.f.scope ? " for scope " : "",
+			q.f.scope ? q.f.scope : "");
 	store_close(st);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }
@@ -157,7 +170,7 @@ int cmd_events(int argc, char **argv)
 	struct store *st;
 	int r, rc;
 
-	r = query_parse(argc, argv, &q, events_usage);
+	r = query_parse(argc, argv, &q, events_usage, 1);
 	if (r)
 		return r;
 	r = query_open(q.db, &st);

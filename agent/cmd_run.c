@@ -24,6 +24,7 @@
 #include "loader.h"
 #include "log.h"
 #include "parse.h"
+#include "procfs.h"
 #include "report.h"
 #include "store.h"
 #include "runtime.h"
@@ -107,7 +108,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		case 'N': a->report = 0; break;
 		case 'v': log_set_level(NT_LOG_DEBUG); break;
 		case 'h': fputs(run_usage, stdout); exit(EXIT_OK);
-		default: fputs(run_usage, stderr); return EXIT_USAGE;
+		default: fputs("Try 'nettrail run --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
 			return r;
@@ -126,13 +127,21 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 }
 
 /* The command as one line for the runs table. */
+/* The command as one line for the runs table, quoted like processes.cmdline. */
 static void run_command_text(char **cmd, char *buf, size_t len)
 {
+	char argv[4096];
 	size_t o = 0;
 
-	buf[0] = '\0';
-	for (int i = 0; cmd[i] && o + 1 < len; i++)
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? " " : "", cmd[i]);
+	for (int i = 0; cmd[i]; i++) {
+		size_t n = strlen(cmd[i]) + 1;
+
+		if (o + n > sizeof(argv))
+			break;
+		memcpy(argv + o, cmd[i], n);
+		o += n;
+	}
+	procfs_argv_to_text(argv, o, buf, len);
 }
 
 static int run_make_cgroup(struct run_state *s)
@@ -364,9 +373,10 @@ static void run_report(struct run_state *s, struct store *st, int64_t lost)
 	struct report_filter f = { .run_id = s->run_id, .limit = 40 };
 	int n;
 
-	fprintf(stderr, "\nnettrail: run %lld (scope %s) exited %d after %.2f s; events lost: %lld\n",
+	fprintf(stderr, "\nnettrail: run %lld (scope %s) exited %d after %.2f s; events lost: %lld%s\n",
 		(long long)s->run_id, s->a->scope, s->status,
-		(double)(s->ended_ns - s->started_ns) / 1e9, (long long)lost);
+		(double)(s->ended_ns - s->started_ns) / 1e9, (long long)lost,
+		s->agent ? " (by the agent while the run lasted)" : "");
 	n = report_deps(store_db(st), &f, REPORT_TABLE, stderr);
 	if (n == 0)
 		fprintf(stderr, "no network destinations recorded\n");

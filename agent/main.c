@@ -152,9 +152,17 @@ int opt_queue_size(const char *arg, size_t *ret)
 	return 0;
 }
 
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "run", cmd_run }, { "agent", cmd_agent }, { "deps", cmd_deps }, { "events", cmd_events },
+};
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
+	static char prog[32];
 
 	if (!cmd) {
 		fputs(usage, stderr);
@@ -173,14 +181,14 @@ int main(int argc, char **argv)
 		printf("nettrail %s (schema %d)\n", NT_VERSION, store_schema_latest());
 		return EXIT_OK;
 	}
-	if (!strcmp(cmd, "run"))
-		return cmd_run(argc - 1, argv + 1);
-	if (!strcmp(cmd, "agent"))
-		return cmd_agent(argc - 1, argv + 1);
-	if (!strcmp(cmd, "deps"))
-		return cmd_deps(argc - 1, argv + 1);
-	if (!strcmp(cmd, "events"))
-		return cmd_events(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(cmd, commands[i].name))
+			continue;
+		/* getopt's own messages then read "nettrail run: unrecognized option ...". */
+		snprintf(prog, sizeof(prog), "nettrail %s", cmd);
+		argv[1] = prog;
+		return commands[i].fn(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "nettrail: unknown command '%s'\n\n%s", cmd, usage);
 	return EXIT_USAGE;
 }

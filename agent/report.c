@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "report.h"
 
@@ -14,7 +15,7 @@ static const char deps_sql[] =
 	"  GROUP BY scope, proto, addr_key, port)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
-	"        strftime('%Y-%m-%dT%H:%M:%SZ', g.last_ns / 1e9, 'unixepoch')"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch')"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
@@ -34,28 +35,91 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 	fputs(sep, out);
 }
 
-static void print_row(FILE *out, enum report_format fmt, sqlite3_stmt *st)
-{
-	const char *col[9];
+#define COLS 9
+#define CMDLINE_SHOWN 80
 
-	for (int i = 0; i < 9; i++) {
-		col[i] = (const char *)sqlite3_column_text(st, i);
-		if (!col[i])
-			col[i] = "";
+/* Bytes of s to show in at most max bytes, never cutting a UTF-8 sequence. */
+static int utf8_prefix(const char *s, int max)
+{
+	int n = (int)strlen(s);
+
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+/* The table is printed once every row is known, so columns fit their longest value. */
+struct table {
+	char **cells; /* COLS per row */
+	size_t rows, cap;
+	int w_scope, w_addr;
+};
+
+static int table_add(struct table *t, sqlite3_stmt *st)
+{
+	if (t->rows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **c = realloc(t->cells, cap * COLS * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		t->cells = c;
+		t->cap = cap;
 	}
-	if (fmt == REPORT_CSV) {
-		for (int i = 0; i < 9; i++)
-			csv_field(out, col[i], i == 8 ? "\n" : ",");
-		return;
+	for (int i = 0; i < COLS; i++) {
+		const char *v = (const char *)sqlite3_column_text(st, i);
+		char **cell = &t->cells[t->rows * COLS + i];
+
+		*cell = strdup(v ? v : "");
+		if (!*cell)
+			return -ENOMEM;
 	}
-	fprintf(out, "%-12.12s %-5s %-39s %5s %8s %5s %-12s %.70s\n", col[0], col[1], col[2],
-		col[3], col[4], col[5], col[6], col[7]);
+	if ((int)strlen(t->cells[t->rows * COLS]) > t->w_scope)
+		t->w_scope = (int)strlen(t->cells[t->rows * COLS]);
+	if ((int)strlen(t->cells[t->rows * COLS + 2]) > t->w_addr)
+		t->w_addr = (int)strlen(t->cells[t->rows * COLS + 2]);
+	t->rows++;
+	return 0;
+}
+
+static void table_print(const struct table *t, FILE *out)
+{
+	fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, "SCOPE", "PROTO",
+		t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS", "VERDICTS", "FIRST PROCESS");
+	for (size_t r = 0; r < t->rows; r++) {
+		char **c = &t->cells[r * COLS];
+		int shown = utf8_prefix(c[7], CMDLINE_SHOWN);
+
+		fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %.*s%s\n", t->w_scope, c[0], c[1],
+			t->w_addr, c[2], c[3], c[4], c[5], c[6], shown, c[7],
+			c[7][shown] ? "..." : "");
+	}
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->rows * COLS; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+static void csv_row(FILE *out, sqlite3_stmt *st)
+{
+	for (int i = 0; i < COLS; i++) {
+		const char *v = (const char *)sqlite3_column_text(st, i);
+
+		csv_field(out, v ? v : "", i == COLS - 1 ? "\n" : ",");
+	}
 }
 
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out)
 {
+	struct table t = { .w_scope = 5, .w_addr = 7 };
 	sqlite3_stmt *st;
-	int n = 0, rc;
+	int n = 0, rc, r = 0;
 
 	if (sqlite3_prepare_v2(db, deps_sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
@@ -67,13 +131,21 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 	if (fmt == REPORT_CSV)
 		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen\n", out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n++ == 0 && fmt == REPORT_TABLE)
-			fprintf(out, "%-12s %-5s %-39s %5s %8s %5s %-12s %s\n", "SCOPE", "PROTO",
-				"ADDRESS", "PORT", "ATTEMPTS", "PROCS", "VERDICTS", "FIRST PROCESS");
-		if (!f->limit || n <= f->limit)
-			print_row(out, fmt, st);
+		if (f->limit && ++n > f->limit)
+			continue; /* counted, not shown */
+		if (!f->limit)
+			n++;
+		if (fmt == REPORT_CSV)
+			csv_row(out, st);
+		else if (r == 0)
+			r = table_add(&t, st);
 	}
 	sqlite3_finalize(st);
+	if (fmt == REPORT_TABLE && t.rows > 0)
+		table_print(&t, out);
+	table_free(&t);
+	if (r < 0)
+		return r;
 	return rc == SQLITE_DONE ? n : -EIO;
 }
 

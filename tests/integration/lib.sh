@@ -1,7 +1,8 @@
 # Helpers shared by the integration tests (sourced by run-all).
 : "${NETTRAIL:?set NETTRAIL to the nettrail binary}"
 NETUTIL="$here/netutil.py"
-PY=${PYTHON:-python3}
+# The interpreter itself, not a wrapper script that would replace argv[0].
+PY=$("${PYTHON:-python3}" -c "import sys; print(sys.executable)")
 WORK=$(mktemp -d /tmp/nettrail-it.XXXXXX)
 export NETTRAIL_RUNTIME_DIR="$WORK/run"
 CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)

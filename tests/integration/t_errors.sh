@@ -74,6 +74,19 @@ test_deps_and_events_read_the_store() {
 	expect_eq "$(sed -n 2p "$T/deps.csv" | cut -d, -f1-7)" "s1,tcp,127.0.0.1,18201,3,1,allowed" "deps csv"
 	expect_eq "$("$NETTRAIL" events --db "$DB" --scope s1 | wc -l)" 4 "events: header + 3"
 	expect_eq "$("$NETTRAIL" events --db "$DB" --scope other | wc -l)" 1 "events of another scope"
+	expect_match "$("$NETTRAIL" deps --db "$DB" --scope other 2>&1)" "no destinations recorded for scope other" "empty deps"
+	# A long scope is shown whole; a long UTF-8 command line is cut between characters.
+	local scope=a-scope-name-longer-than-twelve-characters
+	local long=ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé
+	# argv[0] of two-byte characters: the 80 bytes shown end inside them.
+	"$NETTRAIL" run --scope $scope --db "$DB" -- bash -c \
+		"exec -a '$long' $PY $NETUTIL connect-linger 127.0.0.1 18201 0" 2>/dev/null
+	"$NETTRAIL" deps --db "$DB" --scope $scope >"$T/deps.txt"
+	expect_match "$(sed -n 2p "$T/deps.txt")" "^$scope +tcp +127.0.0.1 +18201 .* ééé+\.\.\.$" "long scope, cut cmdline"
+	iconv -f utf-8 -t utf-8 "$T/deps.txt" >/dev/null || fail "deps output is not valid UTF-8"
+	expect_eq "$(q "$DB" "select command from runs where scope = '$scope'")" \
+		"bash -c 'exec -a '\\''$long'\\'' $PY $NETUTIL connect-linger 127.0.0.1 18201 0'" \
+		"runs.command quoted like a shell"
 }
 
 test_missing_capabilities() {

@@ -960,7 +960,7 @@ static void test_report_csv(void **state)
 		assert_string_equal(fields[5], "2");
 		assert_true(same_set(fields[6], v_web, 2));
 		assert_string_equal(fields[7], "sh -c \"wget a,b\"");
-		assert_string_equal(fields[8], "2023-11-14T22:13:22Z");
+		assert_string_equal(fields[8], "2023-11-14T22:13:22.123Z");
 	}
 	assert_int_equal(found, 1);
 
