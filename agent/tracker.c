@@ -133,7 +133,7 @@ static int cg_find_run_up(struct tracker *t, const struct watch *w, char *path,
 {
 	size_t root_len = strlen(w->path);
 
-	while (strlen(path) > root_len) {
+	while (strlen(path) >= root_len) {
 		uint64_t id;
 		char *slash;
 
@@ -197,10 +197,17 @@ static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
 			cg_scope_from_path(w, path, ret);
 		free(up);
 	} else {
-		/* Gone before we looked: with one watch, it was below that one. */
+		/*
+		 * Gone before we looked. With one watch it was below that one, and belongs to
+		 * that watch's run if it is one (an embedded run watches its own cgroup).
+		 */
+		uint64_t root_id;
+
 		w = &t->o.watches[0];
 		snprintf(ret->scope, sizeof(ret->scope), "%s",
 			 t->o.n_watches == 1 && !w->runs_root ? w->scope : "unknown");
+		if (t->o.n_watches == 1 && cgroup_id(w->path, &root_id) == 0)
+			store_find_run(t->store, root_id, &ret->run_id, ret->scope, sizeof(ret->scope));
 		log_debug("cgroup %llu vanished before it could be named", (unsigned long long)id);
 	}
 	store_put_cgroup(t->store, id, path, ret->scope, ret->run_id, wall_now_ns());

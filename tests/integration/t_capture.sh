@@ -181,3 +181,14 @@ test_ringbuf_loss_is_counted() {
 	# A 4 KiB ring buffer holds 11 events: a burst of 20000 must overflow it.
 	check_forced_loss events_lost_ringbuf 20000 20000 --ringbuf-size 4096
 }
+
+test_short_lived_sub_cgroup_keeps_its_run() {
+	# A script that puts a job in a sub-cgroup of its run and removes it at once: the
+	# connect still belongs to the run.
+	nrun --scope sub -- sh -c "cg=\$(grep '^0::' /proc/self/cgroup | cut -d: -f3); d=$CG2\$cg/job;
+		mkdir \$d && sh -c 'echo \$\$ > $CG2'\$cg'/job/cgroup.procs; exec $PY $NETUTIL udp-connect 127.0.0.1 18017' &&
+		rmdir \$d"
+	expect_eq "$RC" 0 "exit status"
+	expect_eq "$(q "$DB" "select c.scope, c.run_id = r.id, c.port from connections c, runs r")" "sub|1|18017" \
+		"the sub-cgroup's connect, under the run"
+}
