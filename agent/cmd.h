@@ -19,6 +19,7 @@ int cmd_agent(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_deps(int argc, char **argv);
 int cmd_events(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 /* --db, else $NETTRAIL_DB, else DEFAULT_DB. */
 const char *db_path_default(void);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* nettrail deps, nettrail events: read the store. */
+/* nettrail deps, events and prune: read and tidy the store. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "log.h"
@@ -116,6 +117,14 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 	return 0;
 }
 
+static int64_t now_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static int query_open(const char *db, struct store **ret)
 {
 	int r;
@@ -202,4 +211,66 @@ int cmd_events(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
+}
+
+static const char prune_usage[] =
+	"usage: nettrail prune --older-than DURATION [--db PATH]\n"
+	"\n"
+	"Deletes the connections recorded more than DURATION ago (30d, 12h, 90m, 2w), then the\n"
+	"processes, runs and cgroups left with none, and old counter samples (each counter's last\n"
+	"sample stays, so loss totals stay right). Safe while an agent records: it works in small\n"
+	"transactions. Freed space is reused by new rows; VACUUM shrinks the file.\n"
+	"\n"
+	"  -o, --older-than DURATION  what to delete (required)\n"
+	"  -d, --db PATH              database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
+	"  -h, --help                 this text\n"
+	"\n"
+	"Exit status: 0, 1 if the database cannot be written, 2 for a bad command line.\n";
+
+int cmd_prune(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "older-than", required_argument, NULL, 'o' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *db = db_path_default();
+	struct prune_counts n;
+	int64_t age = -1;
+	struct store *st;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "o:d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (parse_duration(optarg, &age) < 0) {
+				log_err("bad --older-than '%s': a number and s, m, h, d or w", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd': db = optarg; break;
+		case 'h': fputs(prune_usage, stdout); exit(EXIT_OK);
+		default: fprintf(stderr, "Try '%s --help'.\n", argv[0]); return EXIT_USAGE;
+		}
+	}
+	if (age < 0 || optind < argc) {
+		log_err(age < 0 ? "--older-than is required" : "unexpected argument");
+		return EXIT_USAGE;
+	}
+	if (access(db, F_OK) < 0) {
+		log_err("no database at %s", db);
+		return EXIT_FAIL;
+	}
+	if (db_open(db, &st) < 0)
+		return EXIT_FAIL;
+	r = store_prune(st, now_wall_ns() - age, &n);
+	if (r < 0)
+		log_err("failed to prune %s: %s", db, store_errmsg(st));
+	else
+		printf("deleted %lld connections, %lld processes, %lld runs, %lld cgroups, "
+		       "%lld counter samples\n", (long long)n.connections, (long long)n.processes,
+		       (long long)n.runs, (long long)n.cgroups, (long long)n.stats);
+	store_close(st);
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

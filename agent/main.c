@@ -23,6 +23,7 @@ static const char usage[] =
 	"  agent    watch cgroups until stopped (long-running, for systemd)\n"
 	"  deps     print the recorded dependencies, one line per destination\n"
 	"  events   print the most recent recorded connections\n"
+	"  prune    delete what was recorded before a given age\n"
 	"  version  print the version\n"
 	"\n"
 	"`nettrail COMMAND --help` describes each. The database is --db PATH, else $NETTRAIL_DB,\n"
@@ -157,6 +158,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{ "run", cmd_run }, { "agent", cmd_agent }, { "deps", cmd_deps }, { "events", cmd_events },
+	{ "prune", cmd_prune },
 };
 
 int main(int argc, char **argv)

@@ -51,6 +51,33 @@ int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	return 0;
 }
 
+int parse_duration(const char *s, int64_t *ret_ns)
+{
+	static const struct { char unit; int64_t ns; } units[] = {
+		{ 's', 1000000000LL }, { 'm', 60 * 1000000000LL }, { 'h', 3600 * 1000000000LL },
+		{ 'd', 86400 * 1000000000LL }, { 'w', 7 * 86400 * 1000000000LL },
+	};
+	char digits[32];
+	size_t len = s ? strlen(s) : 0;
+	uint64_t v;
+	int r;
+
+	if (len < 2 || len >= sizeof(digits))
+		return -EINVAL;
+	memcpy(digits, s, len - 1);
+	digits[len - 1] = '\0';
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (s[len - 1] != units[i].unit)
+			continue;
+		r = parse_u64(digits, 0, (uint64_t)(INT64_MAX / units[i].ns), &v);
+		if (r < 0)
+			return r;
+		*ret_ns = (int64_t)v * units[i].ns;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 int parse_scope(const char *s)
 {
 	size_t len = s ? strlen(s) : 0;

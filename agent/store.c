@@ -546,6 +546,62 @@ int store_add_stat(struct store *s, int64_t time_ns, const char *source, const c
 	return stmt_run(st);
 }
 
+/* Runs one DELETE (with ?1 = before_ns) again and again until it deletes nothing. */
+static int store_delete_batches(struct store *s, const char *sql, int64_t before_ns,
+				int64_t *count)
+{
+	sqlite3_stmt *st;
+	int rc, r = 0, n;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	do {
+		r = store_begin(s);
+		if (r < 0)
+			break;
+		sqlite3_bind_int64(st, 1, before_ns);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		n = sqlite3_changes(s->db);
+		r = rc == SQLITE_DONE ? store_commit(s) : store_errno(rc);
+		if (r < 0) {
+			store_rollback(s);
+			break;
+		}
+		*count += n;
+	} while (n > 0);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_prune(struct store *s, int64_t before_ns, struct prune_counts *ret)
+{
+	static const char *const sql[] = {
+		"DELETE FROM connections WHERE id IN"
+		" (SELECT id FROM connections WHERE time_ns < ?1 LIMIT 10000)",
+		"DELETE FROM processes WHERE id IN (SELECT id FROM processes p WHERE first_seen_ns < ?1"
+		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.process_id = p.id) LIMIT 10000)",
+		"DELETE FROM runs WHERE id IN (SELECT id FROM runs r WHERE ended_ns < ?1"
+		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.run_id = r.id) LIMIT 10000)",
+		"DELETE FROM cgroups WHERE rowid IN (SELECT rowid FROM cgroups g WHERE first_seen_ns < ?1"
+		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.cgroup_id = g.id) LIMIT 10000)",
+		"DELETE FROM stats WHERE rowid IN (SELECT rowid FROM stats s WHERE time_ns < ?1"
+		" AND time_ns < (SELECT max(time_ns) FROM stats l WHERE l.source = s.source"
+		" AND l.name = s.name) LIMIT 10000)",
+	};
+	int64_t *counts[] = { &ret->connections, &ret->processes, &ret->runs, &ret->cgroups,
+			      &ret->stats };
+
+	*ret = (struct prune_counts){ 0 };
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		int r = store_delete_batches(s, sql[i], before_ns, counts[i]);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int store_set_state(struct store *s, const char *key, int64_t value)
 {
 	sqlite3_stmt *st = s->stmt[ST_STATE_SET];

@@ -86,6 +86,17 @@ int store_put_cgroup(struct store *s, uint64_t id, const char *path, const char 
 int store_add_stat(struct store *s, int64_t time_ns, const char *source, const char *name,
 		   int64_t value);
 
+struct prune_counts {
+	int64_t connections, processes, runs, cgroups, stats;
+};
+
+/*
+ * Deletes what was recorded before before_ns: connections; then processes, runs and cgroups
+ * left with none; counter samples, except each counter's last (totals stay right). Works in
+ * small transactions so that a running agent is never held up for long.
+ */
+int store_prune(struct store *s, int64_t before_ns, struct prune_counts *ret);
+
 int store_set_state(struct store *s, const char *key, int64_t value);
 /* 1 found, 0 not, or -errno. */
 int store_get_state(struct store *s, const char *key, int64_t *ret);

@@ -19,7 +19,7 @@ test_usage_errors() {
 	expect_fail 2 "bad format" "$NETTRAIL" deps --format xml
 	[ -e "$DB" ] && fail "a usage error created the database"
 	local c
-	for c in run agent deps events version; do
+	for c in run agent deps events prune version; do
 		"$NETTRAIL" "$c" --help >"$T/help" 2>&1
 		expect_eq "$?" 0 "$c --help"
 		expect_match "$(head -1 "$T/help")" "^usage: nettrail $c" "$c --help text"
@@ -113,4 +113,25 @@ test_concurrent_runs_on_a_new_database() {
 	for i in "${pids[@]}"; do wait "$i" || fail "a run failed: $(cat "$T"/run*.log)"; done
 	expect_eq "$(q "$DB" "select count(*), count(distinct r.scope), sum(c.scope = r.scope) from connections c join runs r on r.id = c.run_id")" \
 		"8|8|8" "8 runs, each with its own connect"
+}
+
+test_prune_keeps_the_recent_and_the_totals() {
+	# Two runs; the first made to look 40 days old. prune --older-than 30d removes it
+	# whole and keeps the second, and the loss totals stay readable.
+	"$NETTRAIL" run --scope old --db "$DB" -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18203 2>/dev/null
+	"$NETTRAIL" run --scope new --db "$DB" -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18204 2>/dev/null
+	local d40=$((40 * 86400 * 1000000000))
+	q "$DB" "update connections set time_ns = time_ns - $d40 where scope = 'old';
+		update processes set first_seen_ns = first_seen_ns - $d40 where scope = 'old';
+		update runs set started_ns = started_ns - $d40, ended_ns = ended_ns - $d40 where scope = 'old';
+		update cgroups set first_seen_ns = first_seen_ns - $d40 where scope = 'old';
+		update stats set time_ns = time_ns - $d40 where source = 'run:1'"
+	expect_fail 2 "bad --older-than" "$NETTRAIL" prune --db "$DB" --older-than 30
+	"$NETTRAIL" prune --db "$DB" --older-than 30d >"$T/prune.out"
+	expect_eq "$?" 0 "prune"
+	expect_match "$(cat "$T/prune.out")" "^deleted 1 connections, 1 processes, 1 runs, 1 cgroups, [0-9]+ counter samples$" "summary"
+	expect_eq "$(q "$DB" "select group_concat(scope) from runs; select group_concat(port) from connections")" \
+		"new
+18204" "what is left"
+	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 4 "old run's last counters kept"
 }

@@ -222,9 +222,38 @@ static void test_scope_invalid(void **state)
 	assert_int_equal(parse_scope(name), -EINVAL);
 }
 
+/* Durations for --older-than: a number and one unit, nothing else, no overflow. */
+static void test_duration(void **state)
+{
+	int64_t ns = -1;
+
+	(void)state;
+	assert_int_equal(parse_duration("30d", &ns), 0);
+	assert_true(ns == 30LL * 86400 * 1000000000LL);
+	assert_int_equal(parse_duration("12h", &ns), 0);
+	assert_true(ns == 12LL * 3600 * 1000000000LL);
+	assert_int_equal(parse_duration("90m", &ns), 0);
+	assert_true(ns == 90LL * 60 * 1000000000LL);
+	assert_int_equal(parse_duration("2w", &ns), 0);
+	assert_true(ns == 14LL * 86400 * 1000000000LL);
+	assert_int_equal(parse_duration("0s", &ns), 0);
+	assert_true(ns == 0);
+	ns = 7;
+	assert_int_equal(parse_duration("30", &ns), -EINVAL);
+	assert_int_equal(parse_duration("d", &ns), -EINVAL);
+	assert_int_equal(parse_duration("30x", &ns), -EINVAL);
+	assert_int_equal(parse_duration("-1d", &ns), -EINVAL);
+	assert_int_equal(parse_duration("3 d", &ns), -EINVAL);
+	assert_int_equal(parse_duration("", &ns), -EINVAL);
+	assert_int_equal(parse_duration(NULL, &ns), -EINVAL);
+	assert_int_equal(parse_duration("999999999999w", &ns), -ERANGE);
+	assert_true(ns == 7); /* untouched on failure */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_u64_accepts_plain_decimal),
 		cmocka_unit_test(test_u64_rejects_non_decimal),
 		cmocka_unit_test(test_u64_overflow),
