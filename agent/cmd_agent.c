@@ -167,17 +167,6 @@ static void housekeeping_exclusions(struct tracker *t, struct housekeeping *h)
 	}
 }
 
-/* 1 if a run cgroup's name, run-<start>-<pid>, names a `nettrail run` that is gone. */
-static int run_dir_abandoned(const char *name)
-{
-	unsigned long long secs;
-	int pid;
-
-	if (sscanf(name, "run-%llu-%d", &secs, &pid) != 2 || pid <= 0)
-		return 0;
-	return kill(pid, 0) < 0 && errno == ESRCH;
-}
-
 /*
  * Run cgroups whose `nettrail run` is gone stay while processes it left behind live in
  * them (the agent records those); once empty, they are removed here, with empty scopes.
@@ -199,10 +188,10 @@ static void housekeeping_sweep(const char *root)
 		if (!sd)
 			continue;
 		while ((re = readdir(sd)) != NULL) {
-			if (re->d_type != DT_DIR || !run_dir_abandoned(re->d_name))
+			if (re->d_type != DT_DIR || strncmp(re->d_name, "run-", 4))
 				continue;
 			snprintf(run, sizeof(run), "%s/%s", scope, re->d_name);
-			if (rmdir(run) == 0)
+			if (run_cgroup_remove_if_abandoned(run))
 				log_info("removed the cgroup of a finished run: %s", run);
 		}
 		closedir(sd);
@@ -373,8 +362,8 @@ int cmd_agent(int argc, char **argv)
 		goto out_rmdir;
 	/* The lock holds the absolute path: `run` may be started from any directory. */
 	if (db_path_absolute(a.db, db_abs, sizeof(db_abs)) < 0) {
-		log_err("bad database path %s", a.db);
-		r = EXIT_USAGE;
+		log_err("failed to resolve the database path %s", a.db);
+		r = EXIT_FAIL;
 		goto out_rmdir;
 	}
 	a.db = db_abs;

@@ -195,15 +195,20 @@ int cmd_events(int argc, char **argv)
 	if (q.f.run_id)
 		sqlite3_bind_int64(stmt, 2, q.f.run_id);
 	sqlite3_bind_int64(stmt, 3, (int64_t)q.limit);
-	printf("%-8s %-24s %-12s %-5s %-7s %-5s %-39s %5s %-11s %s\n", "ID", "TIME", "SCOPE", "RUN",
+	printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-11s %s\n", "ID", "TIME", "SCOPE", "RUN",
 	       "PID", "PROTO", "ADDRESS", "PORT", "VERDICT", "COMMAND");
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		printf("%-8s %-24s %-12.12s %-5s %-7s %-5s %-39s %5s %-11s %.80s\n",
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *cmd = (const char *)sqlite3_column_text(stmt, 9);
+		int n = report_cut(cmd, 80);
+
+		/* Columns grow for long scopes and addresses rather than cut them. */
+		printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-11s %.*s%s\n",
 		       sqlite3_column_text(stmt, 0), sqlite3_column_text(stmt, 1),
 		       sqlite3_column_text(stmt, 2), sqlite3_column_text(stmt, 3),
 		       sqlite3_column_text(stmt, 4), sqlite3_column_text(stmt, 5),
 		       sqlite3_column_text(stmt, 6), sqlite3_column_text(stmt, 7),
-		       sqlite3_column_text(stmt, 8), sqlite3_column_text(stmt, 9));
+		       sqlite3_column_text(stmt, 8), n, cmd, cmd[n] ? "..." : "");
+	}
 	sqlite3_finalize(stmt);
 	store_close(st);
 	if (rc != SQLITE_DONE) {

@@ -68,6 +68,7 @@ struct run_state {
 	int pidfd, sigfd;
 	int status;          /* exit status to return */
 	int agent;           /* recording through a running agent */
+	int cgroup_fd;       /* the run's hold on its cgroup directory */
 	int child_done;
 };
 
@@ -174,6 +175,12 @@ static int run_make_cgroup(struct run_state *s)
 	}
 	if (r == 0)
 		r = cgroup_id(s->cgroup, &s->cgroup_id);
+	/* Held for the run's life: the agent's housekeeping leaves the cgroup alone meanwhile. */
+	if (r == 0) {
+		s->cgroup_fd = run_cgroup_hold(s->cgroup);
+		if (s->cgroup_fd < 0)
+			r = s->cgroup_fd;
+	}
 	if (r < 0) {
 		log_err("failed to create cgroup %s: %s", s->cgroup, strerror(-r));
 		return -1;
@@ -512,7 +519,7 @@ static void run_end(struct run_state *s, struct store *st, int64_t lost)
 int cmd_run(int argc, char **argv)
 {
 	struct run_args a = { 0 };
-	struct run_state s = { .a = &a, .pidfd = -1, .sigfd = -1 };
+	struct run_state s = { .a = &a, .pidfd = -1, .sigfd = -1, .cgroup_fd = -1 };
 	char agent_db[4096];
 	struct store *st = NULL;
 	const char *why;
@@ -563,5 +570,7 @@ int cmd_run(int argc, char **argv)
 		close(s.pidfd);
 	if (s.sigfd >= 0)
 		close(s.sigfd);
+	if (s.cgroup_fd >= 0)
+		close(s.cgroup_fd);
 	return r;
 }

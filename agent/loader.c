@@ -185,6 +185,19 @@ int loader_unexclude(struct loader *l, uint64_t cgroup_id)
 	return r == -ENOENT ? 0 : r;
 }
 
+void loader_forget_procs(struct loader *l)
+{
+	int fd = bpf_map__fd(l->skel->maps.procs_seen);
+	__u8 key[16], next[16];
+
+	/* Delete the first key until none is left: deleting while iterating would skip some. */
+	while (bpf_map_get_next_key(fd, NULL, next) == 0) {
+		memcpy(key, next, sizeof(key));
+		if (bpf_map_delete_elem(fd, key) < 0)
+			break;
+	}
+}
+
 int loader_ringbuf_fd(struct loader *l)
 {
 	return bpf_map__fd(l->skel->maps.events);

@@ -30,6 +30,9 @@ int loader_attach(struct loader *l, const char *path);
 int loader_ringbuf_fd(struct loader *l);
 int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX]);
 
+/* Forgets which programs had an event: their next event carries argv and wakes the agent. */
+void loader_forget_procs(struct loader *l);
+
 /* Records that cgroup again (its embedded run has ended). */
 int loader_unexclude(struct loader *l, uint64_t cgroup_id);
 

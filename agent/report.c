@@ -38,8 +38,7 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 #define COLS 9
 #define CMDLINE_SHOWN 80
 
-/* Bytes of s to show in at most max bytes, never cutting a UTF-8 sequence. */
-static int utf8_prefix(const char *s, int max)
+int report_cut(const char *s, int max)
 {
 	int n = (int)strlen(s);
 
@@ -73,7 +72,14 @@ static int table_add(struct table *t, sqlite3_stmt *st)
 		const char *v = (const char *)sqlite3_column_text(st, i);
 		char **cell = &t->cells[t->rows * COLS + i];
 
-		*cell = strdup(v ? v : "");
+		v = v ? v : "";
+		if (i == 7) { /* only what is shown of a command line is kept */
+			int n = report_cut(v, CMDLINE_SHOWN);
+
+			if (asprintf(cell, "%.*s%s", n, v, v[n] ? "..." : "") < 0)
+				*cell = NULL;
+		} else
+			*cell = strdup(v);
 		if (!*cell)
 			return -ENOMEM;
 	}
@@ -91,11 +97,9 @@ static void table_print(const struct table *t, FILE *out)
 		t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS", "VERDICTS", "FIRST PROCESS");
 	for (size_t r = 0; r < t->rows; r++) {
 		char **c = &t->cells[r * COLS];
-		int shown = utf8_prefix(c[7], CMDLINE_SHOWN);
 
-		fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %.*s%s\n", t->w_scope, c[0], c[1],
-			t->w_addr, c[2], c[3], c[4], c[5], c[6], shown, c[7],
-			c[7][shown] ? "..." : "");
+		fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, c[0], c[1],
+			t->w_addr, c[2], c[3], c[4], c[5], c[6], c[7]);
 	}
 }
 

@@ -22,6 +22,9 @@ enum report_format { REPORT_TABLE, REPORT_CSV };
  */
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
 
+/* How many bytes of s to show in at most max, never cutting a UTF-8 sequence. */
+int report_cut(const char *s, int max);
+
 /* Events lost by any source between two times (counter deltas from `stats`). */
 int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns);
 

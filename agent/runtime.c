@@ -89,17 +89,24 @@ static int sync_path(char *buf, size_t len)
 	return runtime_path(buf, len, name);
 }
 
+/* The request's file is locked while the run waits: a file nobody locks is a dead request. */
+static int sync_fd = -1;
+
 int sync_request(void)
 {
 	char path[4096];
-	int fd;
 
 	if (sync_path(path, sizeof(path)) < 0)
 		return -ENAMETOOLONG;
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
+	sync_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (sync_fd < 0)
 		return -errno;
-	close(fd);
+	if (flock(sync_fd, LOCK_EX) < 0) {
+		close(sync_fd);
+		sync_fd = -1;
+		unlink(path);
+		return -errno;
+	}
 	return 0;
 }
 
@@ -109,6 +116,27 @@ void sync_release(void)
 
 	if (sync_path(path, sizeof(path)) == 0)
 		unlink(path);
+	if (sync_fd >= 0)
+		close(sync_fd);
+	sync_fd = -1;
+}
+
+/* 1 if the request in file name is alive; a dead one is removed. */
+static int sync_alive(const char *name)
+{
+	char path[4096];
+	int fd, alive;
+
+	if (runtime_path(path, sizeof(path), name) < 0)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	alive = flock(fd, LOCK_SH | LOCK_NB) < 0;
+	if (!alive)
+		unlink(path); /* a run killed while it waited */
+	close(fd);
+	return alive;
 }
 
 int sync_requested(void)
@@ -120,9 +148,36 @@ int sync_requested(void)
 	if (!d)
 		return 0;
 	while (!found && (de = readdir(d)) != NULL)
-		found = !strncmp(de->d_name, "sync-", 5);
+		found = !strncmp(de->d_name, "sync-", 5) && sync_alive(de->d_name);
 	closedir(d);
 	return found;
+}
+
+int run_cgroup_hold(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_SH) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int run_cgroup_remove_if_abandoned(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), removed = 0;
+
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		removed = rmdir(path) == 0; /* EBUSY while processes live in it */
+	close(fd);
+	return removed;
 }
 
 static int root_lock_open(void)

@@ -44,6 +44,14 @@ int sync_request(void);
 void sync_release(void);
 int sync_requested(void);
 
+/*
+ * A run holds a shared lock on its cgroup directory for its life: the agent removes a run's
+ * cgroup only when it can take that lock (the run is gone), whatever pid namespace it ran in.
+ */
+int run_cgroup_hold(const char *path);
+/* Removes the cgroup of a run that is gone; 1 removed, 0 not. */
+int run_cgroup_remove_if_abandoned(const char *path);
+
 /* The agent's shared hold on the runs root (taken before it creates the root). fd or -errno. */
 int runs_root_hold(void);
 /* Removes the runs root if no agent holds it and no run is in it. */

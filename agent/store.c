@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include "addr.h"
@@ -583,8 +584,9 @@ int store_prune(struct store *s, int64_t before_ns, struct prune_counts *ret)
 		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.process_id = p.id) LIMIT 10000)",
 		"DELETE FROM runs WHERE id IN (SELECT id FROM runs r WHERE ended_ns < ?1"
 		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.run_id = r.id) LIMIT 10000)",
-		"DELETE FROM cgroups WHERE rowid IN (SELECT rowid FROM cgroups g WHERE first_seen_ns < ?1"
-		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.cgroup_id = g.id) LIMIT 10000)",
+		/* One scan of connections for all cgroups: there is no index by cgroup. */
+		"DELETE FROM cgroups WHERE first_seen_ns < ?1"
+		" AND id NOT IN (SELECT DISTINCT cgroup_id FROM connections)",
 		"DELETE FROM stats WHERE rowid IN (SELECT rowid FROM stats s WHERE time_ns < ?1"
 		" AND time_ns < (SELECT max(time_ns) FROM stats l WHERE l.source = s.source"
 		" AND l.name = s.name) LIMIT 10000)",
@@ -592,14 +594,18 @@ int store_prune(struct store *s, int64_t before_ns, struct prune_counts *ret)
 	int64_t *counts[] = { &ret->connections, &ret->processes, &ret->runs, &ret->cgroups,
 			      &ret->stats };
 
-	*ret = (struct prune_counts){ 0 };
-	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
-		int r = store_delete_batches(s, sql[i], before_ns, counts[i]);
+	struct timespec now;
+	int r = 0;
 
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	*ret = (struct prune_counts){ 0 };
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]) && r == 0; i++)
+		r = store_delete_batches(s, sql[i], before_ns, counts[i]);
+	/* A running agent forgets the ids it cached: some rows may be gone. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (store_set_state(s, "pruned_ns", (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec) < 0 &&
+	    r == 0)
+		r = -EIO;
+	return r;
 }
 
 int store_set_state(struct store *s, const char *key, int64_t value)

@@ -63,6 +63,8 @@ struct tracker {
 	int64_t stats_written_ns[QI_STATS_MAX]; /* 0: never; reset when a transaction is lost */
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
 	time_t failure_logged_s;
+	int64_t pruned_seen;     /* agent_state.pruned_ns last seen (0: none); -1 before a look */
+	int64_t pruned_checked;  /* tenth of a second of the last look */
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
 	uint64_t stored, store_failed;
@@ -358,15 +360,40 @@ static void writer_log_failure(struct tracker *t, const char *what)
  * its events are counted lost, and the ids cached since it began may name rows that no
  * longer exist, so the caches start over.
  */
+/*
+ * Rows the writer knows by id may be gone: it forgets them, writes the counters again, and
+ * has the main thread send process details again.
+ */
+static void writer_forget(struct tracker *t)
+{
+	keymap_clear(&t->proc_ids);
+	memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
+	memset(t->stats_written_ns, 0, sizeof(t->stats_written_ns));
+	__atomic_store_n(&t->reset_seen, 1, __ATOMIC_RELEASE);
+}
+
+/* `nettrail prune` deleted rows (agent_state.pruned_ns changed): forget them, at most 10/s. */
+static void writer_check_pruned(struct tracker *t)
+{
+	struct timespec now;
+	int64_t pruned = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec * 10 + now.tv_nsec / 100000000 == t->pruned_checked)
+		return;
+	t->pruned_checked = now.tv_sec * 10 + now.tv_nsec / 100000000;
+	if (store_get_state(t->store, "pruned_ns", &pruned) < 0)
+		return;
+	if (t->pruned_seen >= 0 && pruned != t->pruned_seen)
+		writer_forget(t);
+	t->pruned_seen = pruned; /* the first look only learns where things stand */
+}
+
 static void writer_abort(struct tracker *t, struct writer_tx *tx)
 {
 	store_rollback(t->store);
 	atomic_add(&t->store_failed, tx->events);
-	keymap_clear(&t->proc_ids);
-	memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
-	/* The counter rows and the process rows went with it: write and send them again. */
-	memset(t->stats_written_ns, 0, sizeof(t->stats_written_ns));
-	__atomic_store_n(&t->reset_seen, 1, __ATOMIC_RELEASE);
+	writer_forget(t);
 	tx->open = 0;
 	tx->events = 0;
 	tx->sync_ns = 0;
@@ -454,6 +481,8 @@ static void *writer_main(void *arg)
 	while ((n = queue_pop(&t->q, batch, ARRAY_SIZE(batch), TICK_MS)) != -EPIPE) {
 		int sync = 0;
 
+		if (!tx.open)
+			writer_check_pruned(t);
 		for (int i = 0; i < n; i++) {
 			sync |= batch[i].type == QI_SYNC;
 			writer_apply(t, &tx, &batch[i]);
@@ -520,6 +549,18 @@ static struct proc_item *proc_item_new(const struct nt_event *e, const struct co
 	return p;
 }
 
+/*
+ * The writer lost process rows (a failed transaction, a prune): send every process's details
+ * again, and have BPF capture argv again at each program's next event.
+ */
+static void tracker_check_forget(struct tracker *t)
+{
+	if (!__atomic_exchange_n(&t->reset_seen, 0, __ATOMIC_ACQ_REL))
+		return;
+	keymap_clear(&t->seen);
+	loader_forget_procs(t->loader);
+}
+
 static int on_sample(void *ctx, void *data, size_t len)
 {
 	struct tracker *t = ctx;
@@ -533,9 +574,7 @@ static int on_sample(void *ctx, void *data, size_t len)
 		return 0;
 	}
 	k = conn_proc_key(&it.conn);
-	if (__atomic_exchange_n(&t->reset_seen, 0, __ATOMIC_ACQ_REL)) {
-		keymap_clear(&t->seen);
-	}
+	tracker_check_forget(t);
 	if (!keymap_get(&t->seen, &k, &dummy)) {
 		struct qitem pit = { .type = QI_PROC, .proc = proc_item_new(e, &it.conn) };
 
@@ -612,6 +651,7 @@ static void tracker_tick(struct tracker *t)
 	int64_t now = wall_now_ns();
 
 	ring_buffer__consume(t->rb);
+	tracker_check_forget(t);
 	/*
 	 * synced_ns is published only when events came in or a `run` waits for it (runtime.h):
 	 * an idle agent writes nothing.
@@ -692,6 +732,7 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 		return -ENOMEM;
 	t->o = *o;
 	t->epfd = t->timerfd = -1;
+	t->pruned_seen = -1;
 	t->boot_to_wall_ns = event_boot_to_wall_ns();
 	t->cgmap = calloc(CGMAP_CAP, sizeof(*t->cgmap));
 	if (!t->cgmap || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0) {

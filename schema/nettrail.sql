@@ -43,7 +43,7 @@ CREATE TABLE cgroups (
 -- A process is (pid, start_ns), never a pid alone: pids are reused. Each program it runs
 -- (exec_id counts its execs) is a row of its own, with that program's command line.
 CREATE TABLE processes (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, also after a prune
     pid           INTEGER NOT NULL,
     start_ns      INTEGER NOT NULL,      -- task start, ns after boot
     exec_id       INTEGER NOT NULL,      -- the kernel's self_exec_id: changes at every exec

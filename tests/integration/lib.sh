@@ -36,8 +36,8 @@ expect_ge() { # actual min message
 	[ "$1" -ge "$2" ] 2>/dev/null || fail "$3: expected >= $2, got '$1'"
 }
 
-q() { # db sql
-	sqlite3 -batch "$1" "$2"
+q() { # db sql; waits for a writer's lock like any careful sqlite3 user
+	sqlite3 -batch -cmd ".timeout 5000" "$1" "$2"
 }
 
 bg() { # start a background process, remembered for cleanup; its pid in BG_PID

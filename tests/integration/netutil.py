@@ -59,6 +59,15 @@ def thread_connect(host, port, outfile):
     th.join()
 
 
+def connect_wait_connect(host, port, port2, waitfile):
+    """Connect, wait until waitfile exists, connect again: one process, two connects."""
+    connect(host, port)
+    sys.stdout.flush()
+    while not os.path.exists(waitfile):
+        time.sleep(0.02)
+    connect(host, port2)
+
+
 def exec_connect(host, port, port2):
     """Connect, then exec a new program in the same process that connects elsewhere."""
     connect(host, port)
@@ -161,6 +170,8 @@ def main(argv):
         connect(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 1)
     elif cmd == "thread-connect":
         thread_connect(args[0], int(args[1]), args[2])
+    elif cmd == "connect-wait-connect":
+        connect_wait_connect(args[0], int(args[1]), int(args[2]), args[3])
     elif cmd == "exec-connect":
         exec_connect(args[0], int(args[1]), int(args[2]))
     elif cmd == "connect-linger":

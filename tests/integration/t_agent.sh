@@ -182,3 +182,44 @@ test_agent_keeps_what_a_run_left_behind() {
 	expect_eq "$(q "$DB" "select r.scope, c.port from connections c join runs r on r.id = c.run_id")" \
 		"bg|18108" "the daemon's connect, under its run"
 }
+
+test_prune_under_a_running_agent() {
+	# A process the agent knows has its rows pruned, then connects again: its new row must
+	# name it, not a stale id (the agent forgets what prune may have deleted).
+	local svc="$CG2/nettrail-test-prune-$$"
+	mkdir "$svc"
+	start_agent --watch "$svc:svc"
+	sh -c "echo \$\$ > $svc/cgroup.procs; exec $PY $NETUTIL connect-wait-connect 127.0.0.1 18109 18110 $T/go" >/dev/null &
+	local p=$!
+	for _ in $(seq 100); do [ "$(q "$DB" "select count(*) from connections")" = 1 ] && break; sleep 0.05; done
+	local d40=$((40 * 86400 * 1000000000))
+	q "$DB" "update connections set time_ns = time_ns - $d40; update processes set first_seen_ns = first_seen_ns - $d40;
+		update cgroups set first_seen_ns = first_seen_ns - $d40"
+	expect_match "$("$NETTRAIL" prune --db "$DB" --older-than 30d)" "^deleted 1 connections, 1 processes, 0 runs, 1 cgroups" "prune"
+	sleep 0.3 # the writer looks for a prune every 100 ms
+	touch "$T/go"
+	wait $p
+	stop_agent
+	rmdir "$svc"
+	expect_eq "$(q "$DB" "select c.port, p.cmdline like '%connect-wait-connect 127.0.0.1 18109 18110%' from connections c join processes p on p.id = c.process_id")" \
+		"18110|1" "the second connect names its process"
+	expect_eq "$(q "$DB" "select count(*) from connections c left join processes p on p.id = c.process_id where p.id is null")" 0 \
+		"no connection names a deleted process"
+	expect_eq "$(q "$DB" "select count(*) from cgroups")" 1 "the cgroup is recorded again"
+}
+
+test_stale_sync_request_is_ignored() {
+	# A run killed while it waited for the agent leaves its request behind: the agent must
+	# see that nobody waits on it, remove it, and stay idle.
+	mkdir -p "$NETTRAIL_RUNTIME_DIR"
+	touch "$NETTRAIL_RUNTIME_DIR/sync-999999"
+	start_agent
+	sleep 0.5
+	local before after
+	before=$(stat -c '%n %y' "$DB" "$DB-wal" 2>/dev/null)
+	sleep 1.5
+	after=$(stat -c '%n %y' "$DB" "$DB-wal" 2>/dev/null)
+	expect_eq "$after" "$before" "database files untouched"
+	[ -e "$NETTRAIL_RUNTIME_DIR/sync-999999" ] && fail "stale request not removed"
+	stop_agent
+}

@@ -78,14 +78,14 @@ test_deps_and_events_read_the_store() {
 	# A long scope is shown whole; a long UTF-8 command line is cut between characters.
 	local scope=a-scope-name-longer-than-twelve-characters
 	local long=ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé
-	# argv[0] of two-byte characters: the 80 bytes shown end inside them.
+	# argv[0] of one byte then two-byte characters: the 80 bytes shown end inside one.
 	"$NETTRAIL" run --scope $scope --db "$DB" -- bash -c \
-		"exec -a '$long' $PY $NETUTIL connect-linger 127.0.0.1 18201 0" 2>/dev/null
+		"exec -a 'x$long' $PY $NETUTIL connect-linger 127.0.0.1 18201 0" 2>/dev/null
 	"$NETTRAIL" deps --db "$DB" --scope $scope >"$T/deps.txt"
-	expect_match "$(sed -n 2p "$T/deps.txt")" "^$scope +tcp +127.0.0.1 +18201 .* ééé+\.\.\.$" "long scope, cut cmdline"
+	expect_match "$(sed -n 2p "$T/deps.txt")" "^$scope +tcp +127.0.0.1 +18201 .* xé+\.\.\.$" "long scope, cut cmdline"
 	iconv -f utf-8 -t utf-8 "$T/deps.txt" >/dev/null || fail "deps output is not valid UTF-8"
 	expect_eq "$(q "$DB" "select command from runs where scope = '$scope'")" \
-		"bash -c 'exec -a '\\''$long'\\'' $PY $NETUTIL connect-linger 127.0.0.1 18201 0'" \
+		"bash -c 'exec -a '\\''x$long'\\'' $PY $NETUTIL connect-linger 127.0.0.1 18201 0'" \
 		"runs.command quoted like a shell"
 }
 
@@ -118,7 +118,8 @@ test_concurrent_runs_on_a_new_database() {
 test_prune_keeps_the_recent_and_the_totals() {
 	# Two runs; the first made to look 40 days old. prune --older-than 30d removes it
 	# whole and keeps the second, and the loss totals stay readable.
-	"$NETTRAIL" run --scope old --db "$DB" -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18203 2>/dev/null
+	# Longer than a tick, so that its counters have a first sample and a last.
+	"$NETTRAIL" run --scope old --db "$DB" -- sh -c "$PY $NETUTIL udp-connect 127.0.0.1 18203; sleep 0.3" 2>/dev/null
 	"$NETTRAIL" run --scope new --db "$DB" -- "$PY" "$NETUTIL" udp-connect 127.0.0.1 18204 2>/dev/null
 	local d40=$((40 * 86400 * 1000000000))
 	q "$DB" "update connections set time_ns = time_ns - $d40 where scope = 'old';
@@ -129,9 +130,12 @@ test_prune_keeps_the_recent_and_the_totals() {
 	expect_fail 2 "bad --older-than" "$NETTRAIL" prune --db "$DB" --older-than 30
 	"$NETTRAIL" prune --db "$DB" --older-than 30d >"$T/prune.out"
 	expect_eq "$?" 0 "prune"
-	expect_match "$(cat "$T/prune.out")" "^deleted 1 connections, 1 processes, 1 runs, 1 cgroups, [0-9]+ counter samples$" "summary"
+	expect_match "$(cat "$T/prune.out")" "^deleted 1 connections, 1 processes, 1 runs, 1 cgroups, [1-9][0-9]* counter samples$" "summary"
 	expect_eq "$(q "$DB" "select group_concat(scope) from runs; select group_concat(port) from connections")" \
 		"new
 18204" "what is left"
-	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 4 "old run's last counters kept"
+	# Of the old run's counters exactly the last sample of each is left, and totals read.
+	expect_eq "$(q "$DB" "select count(*), count(distinct name) from stats where source = 'run:1'")" "6|6" \
+		"one sample per counter kept"
+	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 4 "loss totals readable"
 }
