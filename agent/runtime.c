@@ -153,19 +153,23 @@ int sync_requested(void)
 	return found;
 }
 
-int run_cgroup_hold(const char *path)
+/* Takes a shared lock on an open fd (or passes its error on): the fd, or -errno. */
+static int hold_shared(int fd)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
 
 	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_SH) < 0) {
-		int r = -errno;
+		return fd < -1 ? fd : -errno;
+	if (flock(fd, LOCK_SH) == 0)
+		return fd;
+	r = -errno;
+	close(fd);
+	return r;
+}
 
-		close(fd);
-		return r;
-	}
-	return fd;
+int run_cgroup_hold(const char *path)
+{
+	return hold_shared(open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }
 
 int run_cgroup_remove_if_abandoned(const char *path)
@@ -193,17 +197,7 @@ static int root_lock_open(void)
 
 int runs_root_hold(void)
 {
-	int fd = root_lock_open();
-
-	if (fd < 0)
-		return fd < -1 ? fd : -errno;
-	if (flock(fd, LOCK_SH) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
+	return hold_shared(root_lock_open());
 }
 
 void runs_root_remove_if_unused(const char *root)
