@@ -199,7 +199,7 @@ int cmd_events(int argc, char **argv)
 	       "PID", "PROTO", "ADDRESS", "PORT", "VERDICT", "COMMAND");
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		const char *cmd = (const char *)sqlite3_column_text(stmt, 9);
-		int n = report_cut(cmd, 80);
+		int n = report_cut(cmd, REPORT_CMDLINE_SHOWN);
 
 		/* Columns grow for long scopes and addresses rather than cut them. */
 		printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-11s %.*s%s\n",

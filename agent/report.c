@@ -36,7 +36,6 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 }
 
 #define COLS 9
-#define CMDLINE_SHOWN 80
 
 int report_cut(const char *s, int max)
 {
@@ -74,7 +73,7 @@ static int table_add(struct table *t, sqlite3_stmt *st)
 
 		v = v ? v : "";
 		if (i == 7) { /* only what is shown of a command line is kept */
-			int n = report_cut(v, CMDLINE_SHOWN);
+			int n = report_cut(v, REPORT_CMDLINE_SHOWN);
 
 			if (asprintf(cell, "%.*s%s", n, v, v[n] ? "..." : "") < 0)
 				*cell = NULL;

@@ -22,6 +22,9 @@ enum report_format { REPORT_TABLE, REPORT_CSV };
  */
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
 
+/* How much of a command line tables show, in bytes. */
+#define REPORT_CMDLINE_SHOWN 80
+
 /* How many bytes of s to show in at most max, never cutting a UTF-8 sequence. */
 int report_cut(const char *s, int max);
 

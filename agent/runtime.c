@@ -121,22 +121,34 @@ void sync_release(void)
 	sync_fd = -1;
 }
 
-/* 1 if the request in file name is alive; a dead one is removed. */
+/*
+ * A registration (sync request, embedded run) is alive while its owner holds a lock on it:
+ * opens path and asks check, which removes a dead one. 0 if there is no such file.
+ */
+static int lockfile_alive(const char *path, int (*check)(int fd, const char *path))
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), alive;
+
+	if (fd < 0)
+		return 0;
+	alive = check(fd, path);
+	close(fd);
+	return alive;
+}
+
+static int sync_check(int fd, const char *path)
+{
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		return 1; /* its run holds it: waiting */
+	unlink(path); /* a run killed while it waited */
+	return 0;
+}
+
 static int sync_alive(const char *name)
 {
 	char path[4096];
-	int fd, alive;
 
-	if (runtime_path(path, sizeof(path), name) < 0)
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	alive = flock(fd, LOCK_SH | LOCK_NB) < 0;
-	if (!alive)
-		unlink(path); /* a run killed while it waited */
-	close(fd);
-	return alive;
+	return runtime_path(path, sizeof(path), name) == 0 && lockfile_alive(path, sync_check);
 }
 
 int sync_requested(void)
@@ -293,16 +305,9 @@ static int embedded_check(int fd, const char *path)
 int embedded_alive(uint64_t cgroup_id)
 {
 	char path[4096];
-	int fd, alive;
 
-	if (embedded_path(path, sizeof(path), cgroup_id) < 0)
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	alive = embedded_check(fd, path);
-	close(fd);
-	return alive;
+	return embedded_path(path, sizeof(path), cgroup_id) == 0 &&
+	       lockfile_alive(path, embedded_check);
 }
 
 int embedded_list(uint64_t *ids, int max)

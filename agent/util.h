@@ -15,9 +15,6 @@ static inline void freep(void *p)
 }
 #define _cleanup_free_ _cleanup_(freep)
 
-/* Hands ownership of a cleaned-up local out of scope. */
-#define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
-
 /*
  * Reads a whole file of at most max bytes into a NUL-terminated heap buffer (files in /proc
  * report size 0, so this reads until EOF). 0, or -errno; -EFBIG past max.
