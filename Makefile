@@ -60,12 +60,12 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -I
 
 # The modules of the agent; main.c and the commands are only in the binary.
 CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
-	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c
+	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c agent/dns.c
 BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
 	agent/cmd_query.c agent/main.c agent/schema_blob.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := addr cgroup procfs event store parse keymap queue
+UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all deps example check unit fuzz integration bench install clean
@@ -111,6 +111,7 @@ $(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $
 	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_keymap: $(BUILD)/tests/test_keymap.o $(BUILD)/agent/keymap.o
 $(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
+$(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
 $(UNIT_BINS):
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(TEST_LIBS) -o $@
@@ -121,15 +122,18 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/nettrail
 	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) tests/integration/run-all
 
-# libFuzzer targets for the parsers of untrusted bytes, each run for FUZZ_SECONDS.
+# libFuzzer targets for the parsers of untrusted bytes, each run for FUZZ_SECONDS; the DNS
+# parser, which takes packets from anyone who can reach the proxy, for DNS_FUZZ_SECONDS.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := event procfs mounts
+DNS_FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := event procfs mounts dns
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iagent -Ibpf $(WARN) \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 $(BUILD)/fuzz/fuzz_event: tests/fuzz/fuzz_event.c agent/event.c agent/addr.c
 $(BUILD)/fuzz/fuzz_procfs: tests/fuzz/fuzz_procfs.c agent/procfs.c agent/util.c
 $(BUILD)/fuzz/fuzz_mounts: tests/fuzz/fuzz_mounts.c agent/cgroup.c agent/util.c
+$(BUILD)/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c agent/dns.c
 $(FUZZ_BINS): Makefile
 	$(Q)mkdir -p $(@D)
 	$(call msg,FUZZ,$@)
@@ -139,8 +143,9 @@ $(FUZZ_BINS): Makefile
 fuzz: $(FUZZ_BINS)
 	$(Q)set -e; for t in $(FUZZ_TARGETS); do \
 		scratch=$(BUILD)/fuzz/corpus-$$t; mkdir -p $$scratch; \
-		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
-		$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		secs=$(FUZZ_SECONDS); [ $$t = dns ] && secs=$(DNS_FUZZ_SECONDS); \
+		echo "== fuzz_$$t for $$secs s"; \
+		$(BUILD)/fuzz/fuzz_$$t -max_total_time=$$secs -max_len=4096 \
 			-artifact_prefix=$(BUILD)/fuzz/crash-$$t- $$scratch tests/fuzz/corpus/$$t 2>&1 \
 			| grep -E '^#[0-9]+[[:space:]]+DONE|ERROR|SUMMARY|runtime error' || true; \
 		test -z "$$(ls $(BUILD)/fuzz/crash-$$t-* 2>/dev/null)" || { echo "fuzz_$$t: crash"; exit 1; }; \
