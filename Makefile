@@ -60,7 +60,8 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -I
 
 # The modules of the agent; main.c and the commands are only in the binary.
 CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
-	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c agent/dns.c
+	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c agent/dns.c \
+	agent/dnsproxy.c agent/domains.c
 BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
 	agent/cmd_query.c agent/main.c agent/schema_blob.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
@@ -108,7 +109,7 @@ $(BUILD)/tests/test_cgroup: $(BUILD)/tests/test_cgroup.o $(BUILD)/agent/cgroup.o
 $(BUILD)/tests/test_procfs: $(BUILD)/tests/test_procfs.o $(BUILD)/agent/procfs.o $(BUILD)/agent/util.o
 $(BUILD)/tests/test_event:  $(BUILD)/tests/test_event.o $(BUILD)/agent/event.o $(BUILD)/agent/addr.o
 $(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $(BUILD)/agent/addr.o \
-	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
+	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_keymap: $(BUILD)/tests/test_keymap.o $(BUILD)/agent/keymap.o
 $(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
 $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o

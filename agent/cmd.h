@@ -44,4 +44,37 @@ int runs_root_path(char *ret, size_t len);
 int opt_ringbuf_size(const char *arg, size_t *ret);
 int opt_queue_size(const char *arg, size_t *ret);
 
+/* The DNS options `agent` and `run` share: getopt codes, long options, help text. */
+enum {
+	OPT_DNS_PORT = 0x100,
+	OPT_UPSTREAM,
+	OPT_DNS_TIMEOUT,
+	OPT_DNS_GRACE,
+	OPT_NO_DNS,
+	OPT_ALLOW_RESOLVER_SOCKETS,
+};
+#define DNS_LONG_OPTIONS                                                                       \
+	{ "dns-port", required_argument, NULL, OPT_DNS_PORT },                                  \
+	{ "upstream", required_argument, NULL, OPT_UPSTREAM },                                  \
+	{ "dns-timeout", required_argument, NULL, OPT_DNS_TIMEOUT },                            \
+	{ "dns-grace", required_argument, NULL, OPT_DNS_GRACE },                                \
+	{ "no-dns", no_argument, NULL, OPT_NO_DNS },                                            \
+	{ "allow-resolver-sockets", no_argument, NULL, OPT_ALLOW_RESOLVER_SOCKETS }
+#define DNS_USAGE                                                                              \
+	"      --upstream ADDR[:PORT]  send every query there, not to the resolver each\n"      \
+	"                              process asked for\n"                                     \
+	"      --dns-port PORT         the DNS proxy's port on 127.0.0.1 and ::1 (default: a\n" \
+	"                              free one)\n"                                              \
+	"      --dns-timeout DURATION  SERVFAIL when the upstream has not answered (default 2s)\n" \
+	"      --dns-grace DURATION    a resolved name names its address this long past the\n"  \
+	"                              answer's TTL (default 2m)\n"                              \
+	"      --allow-resolver-sockets  let watched processes use nscd and systemd-resolved's\n" \
+	"                              socket (their queries then go unrecorded)\n"             \
+	"      --no-dns                leave DNS alone: no proxy, no DNS records\n"
+struct tracker_opts;
+/* Sets the DNS defaults in o. */
+void opt_dns_defaults(struct tracker_opts *o);
+/* Handles one DNS option (c is its code); 0, or EXIT_USAGE after a message. */
+int opt_dns(int c, const char *arg, struct tracker_opts *o);
+
 #endif /* NT_CMD_H */

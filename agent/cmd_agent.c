@@ -27,14 +27,16 @@
 static const char agent_usage[] =
 	"usage: nettrail agent [--watch PATH[:SCOPE]]... [OPTIONS]\n"
 	"\n"
-	"Watches cgroups until SIGINT or SIGTERM and records every connect attempt made from them\n"
-	"or their descendants. Always watches <cgroup2>/nettrail, where `nettrail run` puts its\n"
-	"runs; one agent per host.\n"
+	"Watches cgroups until SIGINT or SIGTERM and records every connect attempt and DNS query\n"
+	"made from them or their descendants: their DNS goes through the agent's proxy on\n"
+	"loopback. Always watches <cgroup2>/nettrail, where `nettrail run` puts its runs; one\n"
+	"agent per host.\n"
 	"\n"
 	"  -w, --watch PATH[:SCOPE]  also watch this cgroup2 directory; SCOPE defaults to its name\n"
 	"  -d, --db PATH             database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
 	"      --ringbuf-size SIZE   BPF ring buffer, a power of two (default 8M)\n"
 	"      --queue-size N        events held for the store writer (default 262144)\n"
+	DNS_USAGE
 	"  -v, --verbose             debug logging, libbpf's included\n"
 	"  -h, --help                this text\n"
 	"\n"
@@ -45,6 +47,7 @@ struct agent_args {
 	struct watch watches[WATCH_MAX];
 	int n_watches;
 	size_t ringbuf_size, queue_size;
+	struct tracker_opts tracker; /* the DNS options */
 };
 
 /* PATH[:SCOPE] -> a checked watch. */
@@ -116,6 +119,7 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		{ "db", required_argument, NULL, 'd' },
 		{ "ringbuf-size", required_argument, NULL, 'R' },
 		{ "queue-size", required_argument, NULL, 'Q' },
+		DNS_LONG_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -125,6 +129,7 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 	a->db = db_path_default();
 	a->ringbuf_size = DEFAULT_RINGBUF;
 	a->queue_size = DEFAULT_QUEUE;
+	opt_dns_defaults(&a->tracker);
 	/* Room for the runs root, which is always watched. */
 	a->n_watches = 1;
 	while ((c = getopt_long(argc, argv, "w:d:vh", opts, NULL)) != -1) {
@@ -135,6 +140,10 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'Q': r = opt_queue_size(optarg, &a->queue_size); break;
 		case 'v': log_set_level(NT_LOG_DEBUG); r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
+		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
+		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS:
+			r = opt_dns(c, optarg, &a->tracker);
+			break;
 		default: fputs("Try 'nettrail agent --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
@@ -266,10 +275,14 @@ static int agent_runs_root(struct watch *w)
 /* Runs until stopped. */
 static int agent_serve(struct agent_args *a)
 {
-	struct tracker_opts o = {
-		.db_path = a->db, .watches = a->watches, .n_watches = a->n_watches,
-		.ringbuf_size = a->ringbuf_size, .queue_cap = a->queue_size, .publish_sync = 1,
-	};
+	struct tracker_opts o = a->tracker;
+	/* The DNS options came with a->tracker; the rest is set here. */
+	o.db_path = a->db;
+	o.watches = a->watches;
+	o.n_watches = a->n_watches;
+	o.ringbuf_size = a->ringbuf_size;
+	o.queue_cap = a->queue_size;
+	o.publish_sync = 1;
 	static struct housekeeping hk;
 	int xfd;
 	struct tracker_counts c;

@@ -273,9 +273,10 @@ int cmd_prune(int argc, char **argv)
 	if (r < 0)
 		log_err("failed to prune %s: %s", db, store_errmsg(st));
 	else
-		printf("deleted %lld connections, %lld processes, %lld runs, %lld cgroups, "
-		       "%lld counter samples\n", (long long)n.connections, (long long)n.processes,
-		       (long long)n.runs, (long long)n.cgroups, (long long)n.stats);
+		printf("deleted %lld connections, %lld DNS queries, %lld processes, %lld runs, "
+		       "%lld cgroups, %lld counter samples\n", (long long)n.connections,
+		       (long long)n.dns_queries, (long long)n.processes, (long long)n.runs,
+		       (long long)n.cgroups, (long long)n.stats);
 	store_close(st);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -42,6 +42,8 @@ static const char run_usage[] =
 	"      --ringbuf-size SIZE BPF ring buffer when no agent runs, a power of two (default 8M)\n"
 	"      --queue-size N      events held for the store writer (default 262144)\n"
 	"      --no-report         print no report\n"
+	"DNS, when no agent runs (an agent's own options apply under it):\n"
+	DNS_USAGE
 	"  -v, --verbose           more logging\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -54,6 +56,8 @@ struct run_args {
 	int db_given;
 	int report;
 	size_t ringbuf_size, queue_size;
+	struct tracker_opts tracker; /* the DNS options */
+	int dns_given;
 	char **cmd;
 };
 
@@ -88,6 +92,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		{ "ringbuf-size", required_argument, NULL, 'R' },
 		{ "queue-size", required_argument, NULL, 'Q' },
 		{ "no-report", no_argument, NULL, 'N' },
+		DNS_LONG_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -99,6 +104,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 	a->report = 1;
 	a->ringbuf_size = DEFAULT_RINGBUF;
 	a->queue_size = DEFAULT_QUEUE;
+	opt_dns_defaults(&a->tracker);
 	/* '+': stop at the command, whose own options are not ours. */
 	while ((c = getopt_long(argc, argv, "+s:d:vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -109,6 +115,11 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		case 'N': a->report = 0; break;
 		case 'v': log_set_level(NT_LOG_DEBUG); break;
 		case 'h': fputs(run_usage, stdout); exit(EXIT_OK);
+		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
+		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS:
+			r = opt_dns(c, optarg, &a->tracker);
+			a->dns_given = 1;
+			break;
 		default: fputs("Try 'nettrail run --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
@@ -412,10 +423,13 @@ static int run_block_signals(struct run_state *s)
 static int run_embedded(struct run_state *s, struct store *st, int64_t *lost)
 {
 	struct watch w = { .runs_root = 0 };
-	struct tracker_opts o = {
-		.db_path = s->a->db, .watches = &w, .n_watches = 1,
-		.ringbuf_size = s->a->ringbuf_size, .queue_cap = s->a->queue_size,
-	};
+	struct tracker_opts o = s->a->tracker;
+	/* The DNS options came with s->a->tracker; the rest is set here. */
+	o.db_path = s->a->db;
+	o.watches = &w;
+	o.n_watches = 1;
+	o.ringbuf_size = s->a->ringbuf_size;
+	o.queue_cap = s->a->queue_size;
 	struct tracker_counts c;
 	struct tracker *t;
 	struct rusage ru;
@@ -482,6 +496,8 @@ static const char *run_pick_db(struct run_args *a, char *agent_db, size_t len, i
 		return NULL;
 	}
 	log_info("recording through the running agent (database %s)", agent_db);
+	if (a->dns_given)
+		log_warn("the DNS options apply to a run without an agent; the agent's own apply");
 	return agent_db;
 }
 

@@ -14,10 +14,14 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 	if (len != sizeof(e))
 		return -EBADMSG;
 	memcpy(&e, data, sizeof(e)); /* the sample may not be aligned for direct access */
-	if (e.family != AF_INET && e.family != AF_INET6)
+	if (e.kind == NT_EV_UNIX) {
+		if (e.family != NT_AF_UNIX || !event_resolver_path(e.addr[0]))
+			return -EBADMSG;
+	} else if (e.kind != NT_EV_CONNECT && e.kind != NT_EV_SENDMSG) {
 		return -EBADMSG;
-	if (e.kind != NT_EV_CONNECT && e.kind != NT_EV_SENDMSG)
+	} else if (e.family != AF_INET && e.family != AF_INET6) {
 		return -EBADMSG;
+	}
 	if (e.verdict > NT_VERDICT_BLOCKED || e.argv_len > NT_ARGV_LEN)
 		return -EBADMSG;
 	/* No real boot clock comes near this; a sample that does is not to be trusted. */
@@ -39,6 +43,21 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 	memcpy(ret->addr, e.addr, sizeof(ret->addr));
 	ret->family = (uint8_t)addr_normalize(e.family, ret->addr);
 	return 0;
+}
+
+/*
+ * glibc's local resolvers: nss-resolve's varlink socket, and nscd's under both names glibc
+ * may use. An NT_EV_UNIX event's addr[0] is an index here, so the order is fixed.
+ */
+static const char *const resolver_paths[] = {
+	"/run/systemd/resolve/io.systemd.Resolve",
+	"/run/nscd/socket",
+	"/var/run/nscd/socket",
+};
+
+const char *event_resolver_path(unsigned idx)
+{
+	return idx < sizeof(resolver_paths) / sizeof(resolver_paths[0]) ? resolver_paths[idx] : NULL;
 }
 
 int64_t event_boot_to_wall_ns(void)
@@ -65,6 +84,7 @@ const char *event_kind_name(int kind)
 	switch (kind) {
 	case NT_EV_CONNECT: return "connect";
 	case NT_EV_SENDMSG: return "sendto";
+	case NT_EV_UNIX: return "connect";
 	default: return "unknown";
 	}
 }

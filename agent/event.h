@@ -46,6 +46,9 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 /* CLOCK_REALTIME - CLOCK_BOOTTIME, in ns, measured now. */
 int64_t event_boot_to_wall_ns(void);
 
+/* The path of local resolver idx (see NT_EV_UNIX), or NULL past the last. */
+const char *event_resolver_path(unsigned idx);
+
 const char *event_verdict_name(int verdict);
 const char *event_kind_name(int kind);
 

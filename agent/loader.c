@@ -7,22 +7,31 @@
 #include <string.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "event.h"
 #include "log.h"
+#include "util.h"
 #include "loader.h"
 #include "nettrail.skel.h"
 
 #define LOADER_MAX_LINKS 64
+
+#define BPF_CGROUP_UNIX_CONNECT_TYPE 49 /* UAPI value; the build's headers may predate it */
 
 struct loader {
 	struct nettrail_bpf *skel;
 	struct bpf_link *links[LOADER_MAX_LINKS];
 	int n_links;
 	int ncpus;
+	int unix_hook;
 };
+
+
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -39,6 +48,21 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 		line[n - 1] = '\0';
 	log_debug("libbpf: %s", line);
 	return 0;
+}
+
+/* This network namespace's cookie (SO_NETNS_COOKIE, 5.14+); 0 where the kernel cannot say. */
+static uint64_t netns_cookie(void)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &len) < 0)
+		cookie = 0;
+	close(fd);
+	return cookie;
 }
 
 /* 1 if the running kernel is at least major.minor. */
@@ -126,6 +150,17 @@ int loader_open(const struct loader_opts *o, struct loader **ret, const char **w
 	if (r < 0)
 		goto out_free;
 	l->skel->rodata->exclusions = o->n_excluded > 0;
+	l->skel->rodata->dns_port = htons(o->dns_port);
+	l->skel->rodata->dns_v6 = o->dns_v6 != 0;
+	l->skel->rodata->agent_tgid = (uint32_t)getpid();
+	l->skel->rodata->agent_netns = netns_cookie();
+	l->skel->rodata->refuse_resolver_sockets = !o->allow_resolver_sockets;
+	l->unix_hook = kernel_at_least(6, 7);
+	if (l->unix_hook)
+		bpf_program__set_expected_attach_type(l->skel->progs.nt_connect_unix,
+						      BPF_CGROUP_UNIX_CONNECT_TYPE);
+	else
+		bpf_program__set_autoload(l->skel->progs.nt_connect_unix, false);
 	/* libbpf 1.x charges BPF memory to the cgroup on kernels >= 5.11: no RLIMIT_MEMLOCK bump. */
 	r = nettrail_bpf__load(l->skel);
 	if (r < 0) {
@@ -139,6 +174,16 @@ int loader_open(const struct loader_opts *o, struct loader **ret, const char **w
 
 		r = bpf_map__update_elem(l->skel->maps.excluded, &o->excluded[i],
 					 sizeof(o->excluded[i]), &one, sizeof(one), BPF_ANY);
+		if (r < 0)
+			goto out_free;
+	}
+	for (unsigned i = 0; event_resolver_path(i); i++) {
+		char key[NT_RESOLVER_PATH_LEN] = { 0 };
+		__u32 idx = i;
+
+		strncpy(key, event_resolver_path(i), sizeof(key) - 1);
+		r = bpf_map__update_elem(l->skel->maps.resolver_paths, key, sizeof(key), &idx,
+					 sizeof(idx), BPF_ANY);
 		if (r < 0)
 			goto out_free;
 	}
@@ -156,16 +201,23 @@ int loader_attach(struct loader *l, const char *path)
 	struct bpf_program *progs[] = {
 		l->skel->progs.nt_connect4, l->skel->progs.nt_connect6,
 		l->skel->progs.nt_sendmsg4, l->skel->progs.nt_sendmsg6,
+		l->skel->progs.nt_recvmsg4, l->skel->progs.nt_recvmsg6,
+		l->skel->progs.nt_getpeername4, l->skel->progs.nt_getpeername6,
+		l->skel->progs.nt_egress, l->skel->progs.nt_connect_unix,
 	};
+	size_t n = l->unix_hook ? ARRAY_SIZE(progs) : ARRAY_SIZE(progs) - 1;
 	int fd, r = 0;
 
-	if (l->n_links + 4 > LOADER_MAX_LINKS)
+	if (l->n_links + (int)n > LOADER_MAX_LINKS)
 		return -E2BIG;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	/* bpf_link: the attachment lives exactly as long as this process (fail open). */
-	for (size_t i = 0; i < 4; i++) {
+	/*
+	 * bpf_link: the attachment, DNS redirect included, lives exactly as long as this process
+	 * (fail open).
+	 */
+	for (size_t i = 0; i < n; i++) {
 		struct bpf_link *link = bpf_program__attach_cgroup(progs[i], fd);
 
 		if (!link) {
@@ -183,6 +235,21 @@ int loader_unexclude(struct loader *l, uint64_t cgroup_id)
 	int r = bpf_map__delete_elem(l->skel->maps.excluded, &cgroup_id, sizeof(cgroup_id), 0);
 
 	return r == -ENOENT ? 0 : r;
+}
+
+int loader_has_unix_hook(struct loader *l)
+{
+	return l->unix_hook;
+}
+
+int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_dns_origin *ret)
+{
+	int fd = bpf_map__fd(l->skel->maps.dns_origin);
+
+	if (bpf_map_lookup_elem(fd, key, ret) < 0)
+		return 0;
+	bpf_map_delete_elem(fd, key);
+	return 1;
 }
 
 void loader_forget_procs(struct loader *l)

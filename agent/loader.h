@@ -12,7 +12,11 @@ struct loader_opts {
 	size_t ringbuf_size;      /* a power of two, at least the page size */
 	const uint64_t *excluded; /* cgroups (and their descendants) not this loader's to record */
 	int n_excluded;
+	uint16_t dns_port;        /* the DNS proxy's port on loopback; 0: no redirect */
+	int dns_v6;               /* the proxy also listens on ::1 */
+	int allow_resolver_sockets; /* let watched processes reach nscd/systemd-resolved */
 };
+
 
 /*
  * Can this process load and attach nettrail's programs here? 0, or -1 with *why saying in
@@ -29,6 +33,15 @@ int loader_attach(struct loader *l, const char *path);
 /* The ring-buffer map's fd, and the sum over CPUs of each counter. */
 int loader_ringbuf_fd(struct loader *l);
 int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX]);
+
+/* 1 if unix-socket resolver connects can be seen here (kernel 6.7 and later). */
+int loader_has_unix_hook(struct loader *l);
+
+/*
+ * The origin of a DNS query that reached the proxy (who sent it, and to which resolver), taken
+ * out of the map: 1 found, 0 not.
+ */
+int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_dns_origin *ret);
 
 /* Forgets which programs had an event: their next event carries argv and wakes the agent. */
 void loader_forget_procs(struct loader *l);

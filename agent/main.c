@@ -9,9 +9,11 @@
 #include <unistd.h>
 #include "cgroup.h"
 #include "cmd.h"
+#include "dnsproxy.h"
 #include "log.h"
 #include "parse.h"
 #include "store.h"
+#include "tracker.h"
 
 static const char usage[] =
 	"usage: nettrail COMMAND [OPTIONS]\n"
@@ -151,6 +153,57 @@ int opt_queue_size(const char *arg, size_t *ret)
 	}
 	*ret = (size_t)v;
 	return 0;
+}
+
+void opt_dns_defaults(struct tracker_opts *o)
+{
+	o->dns = 1;
+	o->dns_opts.timeout_ms = 2000;
+	o->dns_grace_ns = 120 * 1000000000LL;
+}
+
+int opt_dns(int c, const char *arg, struct tracker_opts *o)
+{
+	uint64_t v;
+	int64_t ns;
+
+	switch (c) {
+	case OPT_DNS_PORT:
+		if (parse_u64(arg, 1, 65535, &v) < 0) {
+			log_err("--dns-port must be a port from 1 to 65535, not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		o->dns_opts.port = (uint16_t)v;
+		return 0;
+	case OPT_UPSTREAM:
+		if (dnsproxy_parse_upstream(arg, &o->dns_opts.upstream) < 0) {
+			log_err("--upstream must be an IP address with an optional port "
+				"(192.0.2.1, 192.0.2.1:5353, [2001:db8::1]:53), not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case OPT_DNS_TIMEOUT:
+		if (parse_duration(arg, &ns) < 0 || ns < 100000000LL || ns > 60000000000LL) {
+			log_err("--dns-timeout must be a duration from 100ms to 60s, not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		o->dns_opts.timeout_ms = (int)(ns / 1000000);
+		return 0;
+	case OPT_DNS_GRACE:
+		if (parse_duration(arg, &ns) < 0) {
+			log_err("--dns-grace must be a duration (30s, 5m, 1h), not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		o->dns_grace_ns = ns;
+		return 0;
+	case OPT_NO_DNS:
+		o->dns = 0;
+		return 0;
+	case OPT_ALLOW_RESOLVER_SOCKETS:
+		o->allow_resolver_sockets = 1;
+		return 0;
+	}
+	return EXIT_USAGE;
 }
 
 static const struct {

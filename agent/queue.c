@@ -32,6 +32,8 @@ void queue_destroy(struct queue *q)
 			free(it.proc);
 		else if (it.type == QI_STATS)
 			free(it.stats);
+		else if (it.type == QI_DNS)
+			free(it.dns);
 	}
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->nonempty);

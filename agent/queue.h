@@ -18,6 +18,7 @@ enum qitem_type {
 	QI_PROC,  /* a process seen for the first time: precedes its first QI_CONN */
 	QI_STATS, /* counter values to record */
 	QI_SYNC,  /* commit now; if .sync_ns, everything before it is queued: say so once committed */
+	QI_DNS,   /* a DNS query the proxy answered */
 };
 
 /* A process's details; row.cmdline and row.exe point into strings, sized to fit. */
@@ -27,7 +28,7 @@ struct proc_item {
 	char strings[];
 };
 
-#define QI_STATS_MAX 8
+#define QI_STATS_MAX 16
 struct stats_item {
 	int64_t time_ns;
 	int n;
@@ -41,6 +42,7 @@ struct qitem {
 		struct conn_record conn;
 		struct proc_item *proc;   /* owned by the item */
 		struct stats_item *stats; /* owned by the item */
+		struct dns_record *dns;   /* owned by the item */
 		int64_t sync_ns;
 	};
 };

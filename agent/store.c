@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "addr.h"
+#include "dns.h"
 #include "event.h"
 #include "store.h"
 #include "util.h"
@@ -15,6 +16,8 @@ enum stmt_id {
 	ST_PROCESS_INSERT,
 	ST_PROCESS_FIND,
 	ST_CONN_INSERT,
+	ST_DNS_INSERT,
+	ST_DNS_ANSWER_INSERT,
 	ST_RUN_BEGIN,
 	ST_RUN_END,
 	ST_RUN_DELETE,
@@ -37,8 +40,14 @@ static const char *const stmt_sql[ST_MAX] = {
 		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ? AND boot_id = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
-		" family, proto, addr, addr_key, port, verdict, tid)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		" family, proto, addr, addr_key, port, verdict, tid, domain)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_DNS_INSERT] =
+		"INSERT INTO dns_queries (time_ns, process_id, tid, run_id, scope, cgroup_id, qname,"
+		" qtype, rcode, transport, resolver, upstream, latency_ns, verdict, rule, answers, error)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_DNS_ANSWER_INSERT] =
+		"INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES (?,?,?,?,?,?)",
 	[ST_RUN_BEGIN] =
 		"INSERT INTO runs (scope, cgroup, cgroup_id, command, host, mode, started_ns, boot_id)"
 		" VALUES (?,?,?,?,?,?,?,?)",
@@ -429,18 +438,51 @@ int store_put_process(struct store *s, const struct process_row *p, int64_t *ret
 	return r == 1 ? 0 : (r < 0 ? r : -ENOENT);
 }
 
+static void hex_key(const uint8_t key[16], char hex[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+}
+
+/* A connect to a local resolver's unix socket: the path is the address. */
+static int insert_unix_connection(struct store *s, const struct conn_record *c, int64_t process_id,
+				  const char *scope, int64_t run_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
+	const char *path = event_resolver_path(c->addr[0]);
+
+	if (!path)
+		return -EAFNOSUPPORT;
+	sqlite3_bind_int64(st, 1, c->time_ns);
+	sqlite3_bind_int64(st, 2, process_id);
+	bind_id(st, 3, run_id);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)c->cgroup_id);
+	sqlite3_bind_text(st, 6, event_kind_name(c->kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, "unix", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, "unix", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, path, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, "", 0, SQLITE_STATIC);
+	sqlite3_bind_int(st, 11, 0);
+	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 13, c->tid);
+	sqlite3_bind_null(st, 14);
+	return stmt_run(st);
+}
+
 int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
-			    const char *scope, int64_t run_id)
+			    const char *scope, int64_t run_id, const char *domain)
 {
 	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
 	char text[ADDR_TEXT_MAX], pbuf[16], hex[33];
 	uint8_t key[16];
 
+	if (c->family == AF_UNIX)
+		return insert_unix_connection(s, c, process_id, scope, run_id);
 	if (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
 	    addr_key(c->family, c->addr, key) < 0)
 		return -EAFNOSUPPORT;
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	hex_key(key, hex);
 	sqlite3_bind_int64(st, 1, c->time_ns);
 	sqlite3_bind_int64(st, 2, process_id);
 	bind_id(st, 3, run_id);
@@ -454,7 +496,80 @@ int store_insert_connection(struct store *s, const struct conn_record *c, int64_
 	sqlite3_bind_int(st, 11, c->port);
 	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 13, c->tid);
+	bind_text(st, 14, domain);
 	return stmt_run(st);
+}
+
+static int insert_dns_answer(struct store *s, int64_t query_id, const struct dns_record_rr *rr)
+{
+	sqlite3_stmt *st = s->stmt[ST_DNS_ANSWER_INSERT];
+	char tbuf[16], text[ADDR_TEXT_MAX], hex[33];
+	uint8_t key[16];
+
+	sqlite3_bind_int64(st, 1, query_id);
+	bind_text(st, 2, rr->name);
+	sqlite3_bind_text(st, 3, dns_type_name(rr->type, tbuf), -1, SQLITE_TRANSIENT);
+	if (rr->target) {
+		bind_text(st, 4, rr->target);
+		sqlite3_bind_null(st, 5);
+	} else {
+		if (addr_format(rr->family, rr->addr, text, sizeof(text)) < 0 ||
+		    addr_key(rr->family, rr->addr, key) < 0) {
+			sqlite3_reset(st);
+			return -EAFNOSUPPORT;
+		}
+		hex_key(key, hex);
+		sqlite3_bind_text(st, 4, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 5, hex, 32, SQLITE_TRANSIENT);
+	}
+	sqlite3_bind_int64(st, 6, rr->ttl);
+	return stmt_run(st);
+}
+
+int store_insert_dns(struct store *s, const struct dns_record *d, int64_t process_id,
+		     const char *scope, int64_t run_id)
+{
+	sqlite3_stmt *st = s->stmt[ST_DNS_INSERT];
+	char tbuf[16], rbuf[16], pbuf[16];
+	int64_t id;
+	int r;
+
+	sqlite3_bind_int64(st, 1, d->time_ns);
+	bind_id(st, 2, process_id);
+	if (d->attributed)
+		sqlite3_bind_int64(st, 3, d->origin.tid);
+	else
+		sqlite3_bind_null(st, 3);
+	bind_id(st, 4, run_id);
+	sqlite3_bind_text(st, 5, scope, -1, SQLITE_STATIC);
+	if (d->attributed)
+		sqlite3_bind_int64(st, 6, (int64_t)d->origin.cgroup_id);
+	else
+		sqlite3_bind_null(st, 6);
+	bind_text(st, 7, d->qname);
+	sqlite3_bind_text(st, 8, dns_type_name(d->qtype, tbuf), -1, SQLITE_TRANSIENT);
+	if (d->rcode >= 0)
+		sqlite3_bind_text(st, 9, dns_rcode_name((unsigned)d->rcode, rbuf), -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 9);
+	sqlite3_bind_text(st, 10, addr_proto_name(d->proto, pbuf, sizeof(pbuf)), -1, SQLITE_TRANSIENT);
+	bind_text(st, 11, d->resolver[0] ? d->resolver : NULL);
+	bind_text(st, 12, d->upstream[0] ? d->upstream : NULL);
+	if (d->latency_ns >= 0)
+		sqlite3_bind_int64(st, 13, d->latency_ns);
+	else
+		sqlite3_bind_null(st, 13);
+	sqlite3_bind_text(st, 14, event_verdict_name(d->verdict), -1, SQLITE_STATIC);
+	sqlite3_bind_null(st, 15);
+	sqlite3_bind_int64(st, 16, d->answers);
+	bind_text(st, 17, d->error);
+	r = stmt_run(st);
+	if (r < 0)
+		return r;
+	id = sqlite3_last_insert_rowid(s->db);
+	for (unsigned i = 0; i < d->n_rrs && r == 0; i++)
+		r = insert_dns_answer(s, id, &d->rrs[i]);
+	return r;
 }
 
 int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id)
@@ -580,19 +695,28 @@ int store_prune(struct store *s, int64_t before_ns, struct prune_counts *ret)
 	static const char *const sql[] = {
 		"DELETE FROM connections WHERE id IN"
 		" (SELECT id FROM connections WHERE time_ns < ?1 LIMIT 10000)",
+		/* Answers first: they name their query. */
+		"DELETE FROM dns_answers WHERE rowid IN (SELECT a.rowid FROM dns_queries q"
+		" JOIN dns_answers a ON a.query_id = q.id WHERE q.time_ns < ?1 LIMIT 10000)",
+		"DELETE FROM dns_queries WHERE id IN"
+		" (SELECT id FROM dns_queries WHERE time_ns < ?1 LIMIT 10000)",
 		"DELETE FROM processes WHERE id IN (SELECT id FROM processes p WHERE first_seen_ns < ?1"
-		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.process_id = p.id) LIMIT 10000)",
+		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.process_id = p.id)"
+		" AND NOT EXISTS (SELECT 1 FROM dns_queries d WHERE d.process_id = p.id) LIMIT 10000)",
 		"DELETE FROM runs WHERE id IN (SELECT id FROM runs r WHERE ended_ns < ?1"
-		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.run_id = r.id) LIMIT 10000)",
+		" AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.run_id = r.id)"
+		" AND NOT EXISTS (SELECT 1 FROM dns_queries d WHERE d.run_id = r.id) LIMIT 10000)",
 		/* One scan of connections for all cgroups: there is no index by cgroup. */
 		"DELETE FROM cgroups WHERE first_seen_ns < ?1"
-		" AND id NOT IN (SELECT DISTINCT cgroup_id FROM connections)",
+		" AND id NOT IN (SELECT DISTINCT cgroup_id FROM connections)"
+		" AND id NOT IN (SELECT DISTINCT cgroup_id FROM dns_queries WHERE cgroup_id IS NOT NULL)",
 		"DELETE FROM stats WHERE rowid IN (SELECT rowid FROM stats s WHERE time_ns < ?1"
 		" AND time_ns < (SELECT max(time_ns) FROM stats l WHERE l.source = s.source"
 		" AND l.name = s.name) LIMIT 10000)",
 	};
-	int64_t *counts[] = { &ret->connections, &ret->processes, &ret->runs, &ret->cgroups,
-			      &ret->stats };
+	int64_t answers = 0;
+	int64_t *counts[] = { &ret->connections, &answers, &ret->dns_queries, &ret->processes,
+			      &ret->runs, &ret->cgroups, &ret->stats };
 
 	struct timespec now;
 	int r = 0;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sqlite3.h>
+#include "dnsrec.h"
 #include "event.h"
 
 /*
@@ -60,8 +61,13 @@ int store_put_process(struct store *s, const struct process_row *p, int64_t *ret
 int store_find_process(struct store *s, uint32_t pid, uint64_t start_ns, uint32_t exec_id,
 		       int64_t *ret_id);
 
+/* domain: the name this scope resolved to the address, or NULL. */
 int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
-			    const char *scope, int64_t run_id);
+			    const char *scope, int64_t run_id, const char *domain);
+
+/* A DNS query and its answers; process_id and run_id 0 when unknown. */
+int store_insert_dns(struct store *s, const struct dns_record *d, int64_t process_id,
+		     const char *scope, int64_t run_id);
 
 struct run_row {
 	const char *scope;
@@ -87,7 +93,7 @@ int store_add_stat(struct store *s, int64_t time_ns, const char *source, const c
 		   int64_t value);
 
 struct prune_counts {
-	int64_t connections, processes, runs, cgroups, stats;
+	int64_t connections, dns_queries, processes, runs, cgroups, stats;
 };
 
 /*

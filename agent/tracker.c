@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
+#include "addr.h"
 #include "cgroup.h"
+#include "dnsproxy.h"
+#include "domains.h"
 #include "event.h"
 #include "keymap.h"
 #include "loader.h"
@@ -44,6 +47,7 @@ struct fd_cb {
 struct tracker {
 	struct tracker_opts o;
 	struct loader *loader;
+	struct dnsproxy *dns;
 	struct ring_buffer *rb;
 	struct store *store; /* the writer thread's */
 	struct queue q;
@@ -59,6 +63,7 @@ struct tracker {
 	/* writer thread only */
 	struct keymap proc_ids;
 	struct cg_entry *cgmap;
+	struct domains domains;
 	int64_t stats_last[QI_STATS_MAX];
 	int64_t stats_written_ns[QI_STATS_MAX]; /* 0: never; reset when a transaction is lost */
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
@@ -66,7 +71,8 @@ struct tracker {
 	int64_t pruned_seen;     /* agent_state.pruned_ns last seen (0: none); -1 before a look */
 	int64_t pruned_checked;  /* tenth of a second of the last look */
 	/* counters: main thread writes the first four, the writer the last two */
-	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault;
+	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault, bpf_dns_unredirected;
+	uint64_t dns_queue_full;
 	uint64_t stored, store_failed;
 };
 
@@ -281,6 +287,8 @@ static int writer_process_id(struct tracker *t, const struct conn_record *c, int
 static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 {
 	const struct cg_entry *cg;
+	const char *domain = NULL;
+	uint8_t key[16];
 	int64_t pid_row;
 	int r;
 
@@ -288,7 +296,47 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 	if (r < 0)
 		return r;
 	cg = cg_lookup(t, c->cgroup_id);
-	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id);
+	if (addr_key(c->family, c->addr, key) == 0)
+		domain = domains_get(&t->domains, cg->scope, key, c->time_ns);
+	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id, domain);
+}
+
+/*
+ * A query, and what its answer tells about the connections that follow: each address names
+ * the queried name (not the CNAME target: the name the process asked for is the one an
+ * operator knows) for the TTL and the grace period.
+ */
+static int writer_put_dns(struct tracker *t, const struct dns_record *d)
+{
+	const struct cg_entry *cg = NULL;
+	int64_t pid_row = 0;
+	int r;
+
+	if (d->attributed) {
+		struct conn_record c = {
+			.pid = d->origin.pid, .tid = d->origin.tid, .start_ns = d->origin.start_ns,
+			.exec_id = d->origin.exec_id, .cgroup_id = d->origin.cgroup_id,
+			.time_ns = d->time_ns,
+		};
+
+		r = writer_process_id(t, &c, &pid_row);
+		if (r < 0)
+			return r;
+		cg = cg_lookup(t, d->origin.cgroup_id);
+	}
+	r = store_insert_dns(t->store, d, pid_row, cg ? cg->scope : "unknown", cg ? cg->run_id : 0);
+	if (r < 0 || !cg)
+		return r;
+	for (unsigned i = 0; i < d->n_rrs; i++) {
+		const struct dns_record_rr *rr = &d->rrs[i];
+		uint8_t key[16];
+
+		if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
+			continue;
+		domains_put(&t->domains, cg->scope, key, d->qname,
+			    d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
+	}
+	return 0;
 }
 
 /*
@@ -424,7 +472,7 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 		goto out_free;
 	if (!tx->open && it->type != QI_SYNC) {
 		if (store_begin(t->store) < 0) {
-			if (it->type == QI_CONN)
+			if (it->type == QI_CONN || it->type == QI_DNS)
 				atomic_add(&t->store_failed, 1);
 			writer_log_failure(t, "begin a transaction");
 			goto out_free;
@@ -453,6 +501,14 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 		if (it->sync_ns)
 			tx->sync_ns = it->sync_ns;
 		break;
+	case QI_DNS:
+		r = writer_put_dns(t, it->dns);
+		if (r < 0) {
+			atomic_add(&t->store_failed, 1);
+			writer_log_failure(t, "store a DNS query");
+		} else
+			tx->events++;
+		break;
 	}
 	if (r < 0 && !store_in_transaction(t->store))
 		writer_abort(t, tx);
@@ -461,6 +517,8 @@ out_free:
 		free(it->proc);
 	else if (it->type == QI_STATS)
 		free(it->stats);
+	else if (it->type == QI_DNS)
+		free(it->dns);
 }
 
 static long ms_since(const struct timespec *t0)
@@ -561,6 +619,30 @@ static void tracker_check_forget(struct tracker *t)
 	loader_forget_procs(t->loader);
 }
 
+/*
+ * The hook sees a connect to a resolver's path before the kernel looks the path up: glibc
+ * tries nscd's socket on every host without nscd. Only a socket that exists, in the process's
+ * own mount namespace, is a way around the proxy worth an event.
+ */
+static int resolver_socket_exists(const struct conn_record *c)
+{
+	const char *path = event_resolver_path(c->addr[0]);
+	char in_ns[4200];
+	struct stat st;
+
+	if (!path)
+		return 0;
+	snprintf(in_ns, sizeof(in_ns), "/proc/%u/root%s", c->pid, path);
+	if (stat(in_ns, &st) == 0)
+		return S_ISSOCK(st.st_mode);
+	if (errno != ENOENT && errno != ENOTDIR)
+		return 1; /* cannot tell: keep it */
+	snprintf(in_ns, sizeof(in_ns), "/proc/%u", c->pid);
+	if (access(in_ns, F_OK) == 0)
+		return 0; /* the process is there, the socket is not */
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 static int on_sample(void *ctx, void *data, size_t len)
 {
 	struct tracker *t = ctx;
@@ -583,11 +665,44 @@ static int on_sample(void *ctx, void *data, size_t len)
 		else
 			free(pit.proc); /* the writer will store what the event itself carries */
 	}
+	/* Dropped only now: the process's argv came with this event, its later ones lack it. */
+	if (it.conn.kind == NT_EV_UNIX && !resolver_socket_exists(&it.conn))
+		return 0;
 	if (queue_push(&t->q, &it) < 0)
 		t->queue_full++;
 	else
 		t->queued_since_tick++;
 	return 0;
+}
+
+/* ---- main thread: DNS proxy hooks ----------------------------------------------------------- */
+
+/* The connect or sendto event of the query's socket goes to the writer before the query. */
+static void dns_before_query(void *ctx)
+{
+	struct tracker *t = ctx;
+
+	ring_buffer__consume(t->rb);
+}
+
+static int dns_origin(void *ctx, const struct nt_dns_key *key, struct nt_dns_origin *ret)
+{
+	struct tracker *t = ctx;
+
+	return loader_dns_origin(t->loader, key, ret);
+}
+
+static void dns_record_done(void *ctx, struct dns_record *rec)
+{
+	struct tracker *t = ctx;
+	struct qitem it = { .type = QI_DNS, .dns = rec };
+
+	if (queue_push(&t->q, &it) < 0) {
+		t->dns_queue_full++;
+		free(rec);
+	} else {
+		t->queued_since_tick++;
+	}
 }
 
 static void tracker_read_bpf_counters(struct tracker *t)
@@ -597,6 +712,7 @@ static void tracker_read_bpf_counters(struct tracker *t)
 	if (loader_counters(t->loader, c) == 0) {
 		t->bpf_ringbuf_full = c[NT_CNT_RINGBUF_FULL];
 		t->bpf_argv_fault = c[NT_CNT_ARGV_FAULT];
+		t->bpf_dns_unredirected = c[NT_CNT_DNS_UNREDIRECTED];
 	}
 }
 
@@ -609,6 +725,11 @@ void tracker_counts(struct tracker *t, struct tracker_counts *ret)
 	ret->bad = t->bad;
 	ret->stored = atomic_get(&t->stored);
 	ret->store_failed = atomic_get(&t->store_failed);
+	ret->dns_queue_full = t->dns_queue_full;
+	ret->dns_unredirected = t->bpf_dns_unredirected;
+	memset(&ret->dns, 0, sizeof(ret->dns));
+	if (t->dns)
+		dnsproxy_counts(t->dns, &ret->dns);
 }
 
 static void stats_snapshot(struct tracker *t, struct stats_item *st)
@@ -630,6 +751,24 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.stored;
 	st->names[st->n] = "argv_unreadable";
 	st->values[st->n++] = (int64_t)c.argv_fault;
+	if (!t->dns)
+		return;
+	st->names[st->n] = "events_lost_dns_queue";
+	st->values[st->n++] = (int64_t)c.dns_queue_full;
+	st->names[st->n] = "dns_queries";
+	st->values[st->n++] = (int64_t)c.dns.queries;
+	st->names[st->n] = "dns_malformed";
+	st->values[st->n++] = (int64_t)c.dns.malformed;
+	st->names[st->n] = "dns_unattributed";
+	st->values[st->n++] = (int64_t)c.dns.unattributed;
+	st->names[st->n] = "dns_upstream_timeouts";
+	st->values[st->n++] = (int64_t)c.dns.upstream_timeout;
+	st->names[st->n] = "dns_upstream_errors";
+	st->values[st->n++] = (int64_t)c.dns.upstream_error;
+	st->names[st->n] = "dns_overload";
+	st->values[st->n++] = (int64_t)c.dns.overload;
+	st->names[st->n] = "dns_unredirected";
+	st->values[st->n++] = (int64_t)c.dns_unredirected;
 }
 
 static void tracker_push_stats(struct tracker *t)
@@ -652,6 +791,8 @@ static void tracker_tick(struct tracker *t)
 
 	ring_buffer__consume(t->rb);
 	tracker_check_forget(t);
+	if (t->dns)
+		dnsproxy_tick(t->dns);
 	/*
 	 * synced_ns is published only when events came in or a `run` waits for it (runtime.h):
 	 * an idle agent writes nothing.
@@ -675,7 +816,7 @@ static int tracker_epoll_add(struct tracker *t, int fd, uint32_t tag)
 	return epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-enum { TAG_RINGBUF = 1000, TAG_TIMER = 1001 };
+enum { TAG_RINGBUF = 1000, TAG_TIMER = 1001, TAG_DNS = 1002 };
 
 static int tracker_setup_loop(struct tracker *t)
 {
@@ -697,6 +838,8 @@ static int tracker_setup_loop(struct tracker *t)
 	r = tracker_epoll_add(t, ring_buffer__epoll_fd(t->rb), TAG_RINGBUF);
 	if (r == 0)
 		r = tracker_epoll_add(t, t->timerfd, TAG_TIMER);
+	if (r == 0 && t->dns)
+		r = tracker_epoll_add(t, dnsproxy_fd(t->dns), TAG_DNS);
 	return r;
 }
 
@@ -706,6 +849,7 @@ static void tracker_free(struct tracker *t)
 		queue_close(&t->q);
 		pthread_join(t->writer, NULL);
 	}
+	dnsproxy_close(t->dns);
 	ring_buffer__free(t->rb);
 	loader_close(t->loader);
 	store_close(t->store);
@@ -717,6 +861,7 @@ static void tracker_free(struct tracker *t)
 		close(t->timerfd);
 	keymap_free(&t->seen);
 	keymap_free(&t->proc_ids);
+	domains_free(&t->domains);
 	free(t->cgmap);
 	free(t);
 }
@@ -735,7 +880,8 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	t->pruned_seen = -1;
 	t->boot_to_wall_ns = event_boot_to_wall_ns();
 	t->cgmap = calloc(CGMAP_CAP, sizeof(*t->cgmap));
-	if (!t->cgmap || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0) {
+	if (!t->cgmap || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0 ||
+	    domains_init(&t->domains) < 0) {
 		r = -ENOMEM;
 		goto out_free;
 	}
@@ -747,8 +893,24 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 		*why = "failed to open the database";
 		goto out_free;
 	}
-	r = loader_open(&(struct loader_opts){ .ringbuf_size = o->ringbuf_size,
-					       .excluded = o->excluded, .n_excluded = o->n_excluded },
+	if (o->dns) {
+		struct dnsproxy_hooks hooks = {
+			.ctx = t, .before_query = dns_before_query, .origin = dns_origin,
+			.record = dns_record_done,
+		};
+
+		r = dnsproxy_open(&o->dns_opts, &hooks, &t->dns, why);
+		if (r < 0)
+			goto out_free;
+	}
+	r = loader_open(&(struct loader_opts){
+				.ringbuf_size = o->ringbuf_size,
+				.excluded = o->excluded,
+				.n_excluded = o->n_excluded,
+				.dns_port = t->dns ? dnsproxy_port(t->dns) : 0,
+				.dns_v6 = t->dns ? dnsproxy_has_v6(t->dns) : 0,
+				.allow_resolver_sockets = o->allow_resolver_sockets,
+			},
 			&t->loader, why);
 	if (r < 0)
 		goto out_free;
@@ -771,6 +933,21 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 out_free:
 	tracker_free(t);
 	return r;
+}
+
+uint16_t tracker_dns_port(struct tracker *t)
+{
+	return t->dns ? dnsproxy_port(t->dns) : 0;
+}
+
+int tracker_dns_v6(struct tracker *t)
+{
+	return t->dns ? dnsproxy_has_v6(t->dns) : 0;
+}
+
+int tracker_has_unix_hook(struct tracker *t)
+{
+	return loader_has_unix_hook(t->loader);
 }
 
 int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx)
@@ -809,6 +986,8 @@ int tracker_run(struct tracker *t)
 
 			if (tag == TAG_RINGBUF) {
 				ring_buffer__consume(t->rb);
+			} else if (tag == TAG_DNS) {
+				dnsproxy_dispatch(t->dns);
 			} else if (tag == TAG_TIMER) {
 				if (read(t->timerfd, &expirations, sizeof(expirations)) > 0)
 					tracker_tick(t);
@@ -829,6 +1008,9 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 	/* No new events once detached; then everything still in the ring buffer is stored. */
 	loader_detach(t->loader);
 	ring_buffer__consume(t->rb);
+	/* Queries still waiting for their upstream are answered (SERVFAIL) and recorded. */
+	dnsproxy_close(t->dns);
+	t->dns = NULL;
 	it.sync_ns = wall_now_ns();
 	queue_push(&t->q, &it);
 	queue_close(&t->q);

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "dnsproxy.h"
 
 /*
  * The pipeline shared by `nettrail agent` and the embedded agent of `nettrail run`:
@@ -29,6 +30,10 @@ struct tracker_opts {
 	int publish_sync;    /* keep agent_state.synced_ns current (for `run` with an agent) */
 	const uint64_t *excluded; /* see struct loader_opts */
 	int n_excluded;
+	int dns;                  /* redirect the watched cgroups' DNS to a proxy */
+	struct dnsproxy_opts dns_opts;
+	int64_t dns_grace_ns;     /* a resolved name names its address this long past the TTL */
+	int allow_resolver_sockets;
 };
 
 struct tracker_counts {
@@ -38,6 +43,9 @@ struct tracker_counts {
 	uint64_t bad;           /* samples that did not decode */
 	uint64_t stored;        /* connection rows committed */
 	uint64_t argv_fault;    /* events whose argv could not be read in BPF */
+	uint64_t dns_queue_full;   /* DNS queries answered but lost: writer queue full */
+	uint64_t dns_unredirected; /* DNS sockets left to their resolver (BPF out of memory) */
+	struct dnsproxy_counts dns;
 };
 
 struct tracker;
@@ -51,6 +59,11 @@ int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx);
 
 /* Records that cgroup again: the embedded run it was left to has ended. */
 int tracker_unexclude(struct tracker *t, uint64_t cgroup_id);
+
+/* The DNS proxy's port, 0 without one; whether it is on ::1 too; unix resolver hook present. */
+uint16_t tracker_dns_port(struct tracker *t);
+int tracker_dns_v6(struct tracker *t);
+int tracker_has_unix_hook(struct tracker *t);
 
 /* Runs the event loop until a callback ends it. */
 int tracker_run(struct tracker *t);

@@ -12,6 +12,15 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define ENOSPC 28
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* The kernel's side of a socket-address hook's context (6.7+: it carries the unix path). */
+struct sockaddr;
+struct bpf_sock_addr_kern {
+	struct sockaddr *uaddr;
+	__u32 uaddrlen;
+} __attribute__((preserve_access_index));
 
 struct mm_struct {
 	unsigned long arg_start;

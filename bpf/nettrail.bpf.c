@@ -5,8 +5,10 @@
  * the ring buffer, with the process captured here, at event time: a process that lives
  * 5 ms is gone before the agent could look at /proc.
  *
- * Every hook allows the operation: this file only observes. An event that cannot be
- * delivered is counted in `counters`, never dropped silently.
+ * The hooks observe: they allow every connect, except a watched process's connect to a local
+ * resolver's unix socket (see below). DNS sockets are pointed at the agent's proxy, which
+ * records and forwards each query. An event that cannot be delivered is counted in
+ * `counters`, never dropped silently.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -250,34 +252,378 @@ static __always_inline int sock_sendmsg(struct bpf_sock_addr *ctx, __u8 family)
 	return 0;
 }
 
+/* ---- DNS: redirect to the agent's proxy ----------------------------------------------------- */
+
+/*
+ * The proxy's port on 127.0.0.1 (and on ::1 when dns_v6), network byte order; 0 when there is
+ * no proxy, and then nothing is redirected. The agent's own sockets (its upstream queries) and
+ * sockets of another network namespace (whose loopback is not the proxy's) are left alone.
+ */
+const volatile __u16 dns_port = 0;
+const volatile __u8 dns_v6 = 0;
+const volatile __u32 agent_tgid = 0;
+const volatile __u64 agent_netns = 0; /* 0: unknown, not checked */
+const volatile __u8 refuse_resolver_sockets = 1;
+
+#define DNS_PORT_BE 0x3500 /* bpf_htons(53) */
+#define LOOPBACK4_BE 0x0100007f /* bpf_htonl(INADDR_LOOPBACK) */
+
+/* Per socket: the resolver it asked for, and who asked. Freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nt_dns_origin);
+} dns_socks SEC(".maps");
+
+/* Per query, keyed as the proxy sees it; the proxy deletes what it has read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nt_dns_key);
+	__type(value, struct nt_dns_origin);
+} dns_origin SEC(".maps");
+
+static __always_inline int dns_should_redirect(struct bpf_sock_addr *ctx)
+{
+	if (!dns_port || ctx->user_port != DNS_PORT_BE)
+		return 0;
+	if (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (bpf_get_current_pid_tgid() >> 32 == agent_tgid)
+		return 0;
+	if (agent_netns && bpf_get_netns_cookie(ctx) != agent_netns)
+		return 0;
+	return 1;
+}
+
+/* Remembers the resolver and the caller with the socket; 0 if it could not. */
+static __always_inline int dns_remember(struct bpf_sock_addr *ctx, __u8 family)
+{
+	struct nt_dns_origin *o;
+	struct bpf_sock *sk = ctx->sk;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+
+	if (!sk)
+		return 0;
+	o = bpf_sk_storage_get(&dns_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o) {
+		counter_inc(NT_CNT_DNS_UNREDIRECTED);
+		return 0;
+	}
+	task = bpf_get_current_task_btf();
+	o->pid = pid_tgid >> 32;
+	o->tid = (__u32)pid_tgid;
+	o->start_ns = task->group_leader->start_boottime;
+	o->exec_id = (__u32)task->group_leader->self_exec_id;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	o->port = (__u16)ctx->user_port;
+	o->family = family;
+	__builtin_memset(o->addr, 0, sizeof(o->addr));
+	if (family == AF_INET)
+		sock4_dest(ctx, o->addr);
+	else
+		sock6_dest(ctx, o->addr);
+	return 1;
+}
+
+static __always_inline void dns_redirect4(struct bpf_sock_addr *ctx)
+{
+	if (!dns_should_redirect(ctx) || !dns_remember(ctx, AF_INET))
+		return;
+	ctx->user_ip4 = LOOPBACK4_BE;
+	ctx->user_port = dns_port;
+}
+
+/* A v4-mapped resolver goes to the proxy's IPv4 socket, a native one to ::1 if it listens. */
+static __always_inline void dns_redirect6(struct bpf_sock_addr *ctx)
+{
+	int mapped;
+
+	if (!dns_should_redirect(ctx))
+		return;
+	mapped = ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+		 ctx->user_ip6[2] == bpf_htonl(0xffff);
+	if (!mapped && !dns_v6)
+		return;
+	if (!dns_remember(ctx, AF_INET6))
+		return;
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = mapped ? bpf_htonl(0xffff) : 0;
+	ctx->user_ip6[3] = mapped ? LOOPBACK4_BE : bpf_htonl(1);
+	ctx->user_port = dns_port;
+}
+
+/* Replies come from the proxy: show them as the resolver's, as the client expects. */
+static __always_inline struct nt_dns_origin *dns_origin_of(struct bpf_sock_addr *ctx, __u8 family)
+{
+	struct nt_dns_origin *o;
+
+	if (!dns_port || ctx->user_port != dns_port || !ctx->sk)
+		return 0;
+	o = bpf_sk_storage_get(&dns_socks, ctx->sk, 0, 0);
+	return o && o->family == family ? o : 0;
+}
+
+static __always_inline void dns_unredirect4(struct bpf_sock_addr *ctx)
+{
+	struct nt_dns_origin *o;
+	__u32 ip;
+
+	if (ctx->user_ip4 != LOOPBACK4_BE)
+		return;
+	o = dns_origin_of(ctx, AF_INET);
+	if (!o)
+		return;
+	__builtin_memcpy(&ip, o->addr, 4);
+	ctx->user_ip4 = ip;
+	ctx->user_port = o->port;
+}
+
+static __always_inline void dns_unredirect6(struct bpf_sock_addr *ctx)
+{
+	struct nt_dns_origin *o;
+	__u32 w[4];
+
+	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0)
+		return;
+	if (!(ctx->user_ip6[2] == 0 && ctx->user_ip6[3] == bpf_htonl(1)) &&
+	    !(ctx->user_ip6[2] == bpf_htonl(0xffff) && ctx->user_ip6[3] == LOOPBACK4_BE))
+		return;
+	o = dns_origin_of(ctx, AF_INET6);
+	if (!o)
+		return;
+	__builtin_memcpy(w, o->addr, 16);
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+	ctx->user_port = o->port;
+}
+
+struct ip4_hdr {
+	__u8 ver_ihl, tos;
+	__u16 len, id, frag;
+	__u8 ttl, proto;
+	__u16 csum;
+	__u32 saddr, daddr;
+};
+
+struct ip6_hdr {
+	__u32 flow;
+	__u16 len;
+	__u8 next, hops;
+	__u32 saddr[4], daddr[4];
+};
+
+/*
+ * A packet to the proxy leaves a redirected socket: file its origin under what the proxy will
+ * see of it, the client's port and, for UDP, the query id (a port reused by another socket
+ * within the same moment cannot then take this query's origin). For TCP, the SYN does it.
+ */
+static __always_inline int dns_packet_key(struct __sk_buff *skb, struct nt_dns_key *key)
+{
+	__u16 ports[2], id;
+	__u32 l4;
+	__u8 flags;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct ip4_hdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.daddr != LOOPBACK4_BE)
+			return 0;
+		l4 = (ip.ver_ihl & 0xf) * 4;
+		key->proto = ip.proto;
+		key->family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ip6_hdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		if (ip.daddr[0] || ip.daddr[1] || ip.daddr[2] || ip.daddr[3] != bpf_htonl(1))
+			return 0;
+		l4 = sizeof(ip);
+		key->proto = ip.next;
+		key->family = AF_INET6;
+	} else {
+		return 0;
+	}
+	if (key->proto != IPPROTO_UDP && key->proto != IPPROTO_TCP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) || ports[1] != dns_port)
+		return 0;
+	key->port = bpf_ntohs(ports[0]);
+	if (key->proto == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, l4 + 8, &id, sizeof(id)))
+			return 0;
+		key->id = bpf_ntohs(id);
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1) || !(flags & 0x02 /* SYN */))
+		return 0;
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int nt_egress(struct __sk_buff *skb)
+{
+	struct nt_dns_key key = {};
+	struct nt_dns_origin *o;
+	struct bpf_sock *sk;
+
+	if (!dns_port || !dns_packet_key(skb, &key))
+		return 1;
+	sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	o = bpf_sk_storage_get(&dns_socks, sk, 0, 0);
+	if (o)
+		bpf_map_update_elem(&dns_origin, &key, o, BPF_ANY);
+	return 1;
+}
+
+/* ---- hooks ----------------------------------------------------------------------------------- */
+
 SEC("cgroup/connect4")
 int nt_connect4(struct bpf_sock_addr *ctx)
 {
-	if (!cgroup_excluded())
-		sock_emit(ctx, NT_EV_CONNECT, AF_INET);
+	if (cgroup_excluded())
+		return SOCK_ALLOW;
+	sock_emit(ctx, NT_EV_CONNECT, AF_INET);
+	dns_redirect4(ctx);
 	return SOCK_ALLOW;
 }
 
 SEC("cgroup/connect6")
 int nt_connect6(struct bpf_sock_addr *ctx)
 {
-	if (!cgroup_excluded())
-		sock_emit(ctx, NT_EV_CONNECT, AF_INET6);
+	if (cgroup_excluded())
+		return SOCK_ALLOW;
+	sock_emit(ctx, NT_EV_CONNECT, AF_INET6);
+	dns_redirect6(ctx);
 	return SOCK_ALLOW;
 }
 
+/* The event names the resolver; the datagram then goes to the proxy. */
 SEC("cgroup/sendmsg4")
 int nt_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	if (!cgroup_excluded())
-		sock_sendmsg(ctx, AF_INET);
+	if (cgroup_excluded())
+		return SOCK_ALLOW;
+	sock_sendmsg(ctx, AF_INET);
+	dns_redirect4(ctx);
 	return SOCK_ALLOW;
 }
 
 SEC("cgroup/sendmsg6")
 int nt_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	if (!cgroup_excluded())
-		sock_sendmsg(ctx, AF_INET6);
+	if (cgroup_excluded())
+		return SOCK_ALLOW;
+	sock_sendmsg(ctx, AF_INET6);
+	dns_redirect6(ctx);
 	return SOCK_ALLOW;
+}
+
+SEC("cgroup/recvmsg4")
+int nt_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	dns_unredirect4(ctx);
+	return SOCK_ALLOW;
+}
+
+SEC("cgroup/recvmsg6")
+int nt_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	dns_unredirect6(ctx);
+	return SOCK_ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int nt_getpeername4(struct bpf_sock_addr *ctx)
+{
+	dns_unredirect4(ctx);
+	return SOCK_ALLOW;
+}
+
+SEC("cgroup/getpeername6")
+int nt_getpeername6(struct bpf_sock_addr *ctx)
+{
+	dns_unredirect6(ctx);
+	return SOCK_ALLOW;
+}
+
+/* ---- unix-socket resolvers ------------------------------------------------------------------- */
+
+/*
+ * glibc asks nscd or systemd-resolved over a unix socket where nsswitch says so: the query
+ * would then leave from the daemon, not from the watched process. Such connects are events,
+ * and refused unless the agent was told otherwise, so that glibc falls back to port 53.
+ * The section name is one libbpf knows; the loader sets the real attach type
+ * (BPF_CGROUP_UNIX_CONNECT, kernel 6.7) and loads this program only where it exists.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8);
+	__type(key, char[NT_RESOLVER_PATH_LEN]);
+	__type(value, __u32);
+} resolver_paths SEC(".maps");
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+/* The connect's path, zero-padded, or 0 if it cannot be a resolver's. */
+static __always_inline int unix_path(struct bpf_sock_addr *ctx, char path[NT_RESOLVER_PATH_LEN])
+{
+	struct bpf_sock_addr_kern *sa = bpf_cast_to_kern_ctx(ctx);
+	__u32 plen;
+	long n;
+
+	if (sa->uaddrlen <= 2)
+		return 0;
+	plen = sa->uaddrlen - 2;
+	n = bpf_probe_read_kernel_str(path, NT_RESOLVER_PATH_LEN, (char *)sa->uaddr + 2);
+	if (n <= 1)
+		return 0;
+	/* A path not NUL-terminated within the address ends at its length. */
+#pragma unroll
+	for (__u32 i = 0; i < NT_RESOLVER_PATH_LEN; i++)
+		if (i >= plen || i >= (__u32)n - 1)
+			path[i] = 0;
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int nt_connect_unix(struct bpf_sock_addr *ctx)
+{
+	char path[NT_RESOLVER_PATH_LEN] = {};
+	struct nt_event *e;
+	__u32 *idx;
+	int first;
+
+	if (cgroup_excluded() || !unix_path(ctx, path))
+		return SOCK_ALLOW;
+	idx = bpf_map_lookup_elem(&resolver_paths, path);
+	if (!idx)
+		return SOCK_ALLOW;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (e) {
+		__builtin_memset(e->addr, 0, sizeof(e->addr));
+		e->addr[0] = (__u8)*idx;
+		e->family = NT_AF_UNIX;
+		e->port = 0;
+		e->proto = 0;
+		e->kind = NT_EV_UNIX;
+		e->verdict = refuse_resolver_sockets ? NT_VERDICT_BLOCKED : NT_VERDICT_ALLOWED;
+		e->sock_cookie = bpf_get_socket_cookie(ctx);
+		first = event_fill_task(e);
+		bpf_ringbuf_submit(e, ringbuf_wakeup_flags(first));
+	} else {
+		counter_inc(NT_CNT_RINGBUF_FULL);
+	}
+	return refuse_resolver_sockets ? 0 : SOCK_ALLOW;
 }

@@ -14,7 +14,11 @@
 enum nt_event_kind {
 	NT_EV_CONNECT = 1, /* connect(): TCP, or a connected UDP socket */
 	NT_EV_SENDMSG = 2, /* first datagram of an unconnected UDP socket to one destination */
+	NT_EV_UNIX = 3,    /* connect() to a local resolver's unix socket; addr[0] names which */
 };
+
+#define NT_AF_UNIX 1
+#define NT_RESOLVER_PATH_LEN 64 /* key of `resolver_paths`: the path, zero-padded */
 
 enum nt_verdict {
 	NT_VERDICT_ALLOWED = 0,
@@ -26,6 +30,7 @@ enum nt_verdict {
 enum nt_counter {
 	NT_CNT_RINGBUF_FULL = 0, /* event not delivered: bpf_ringbuf_reserve failed */
 	NT_CNT_ARGV_FAULT = 1,   /* event delivered without argv: user memory not readable */
+	NT_CNT_DNS_UNREDIRECTED = 2, /* a DNS socket left to its resolver: no per-socket memory */
 	NT_CNT_MAX = 4,
 };
 
@@ -52,5 +57,30 @@ struct nt_event {
 };
 
 #define NT_EVENT_SIZE 352
+
+/*
+ * DNS redirect. A watched process's DNS socket is pointed at the agent's proxy on loopback;
+ * the resolver it asked for and who asked are kept with the socket, then, once its packet to
+ * the proxy leaves, under the key the proxy can see: the client's port and the query id.
+ */
+struct nt_dns_origin {
+	__u64 start_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 exec_id;
+	__u16 port;    /* the resolver's port, network byte order */
+	__u8 family;   /* AF_INET or AF_INET6, as the socket named the resolver */
+	__u8 _pad;
+	__u8 addr[16]; /* the resolver, network byte order, as the socket named it */
+};
+
+struct nt_dns_key {
+	__u16 port;   /* the client's port, host byte order */
+	__u16 id;     /* the query's id, host byte order; 0 for TCP, where the connection is the key */
+	__u8 family;  /* of the packet that reached the proxy: AF_INET or AF_INET6 */
+	__u8 proto;   /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 _pad[2];
+};
 
 #endif /* NETTRAIL_H */

@@ -134,3 +134,69 @@ SELECT g.scope, g.domain, g.proto, c.addr, g.port, g.attempts,
 FROM g
 JOIN connections c ON c.id = g.first_id
 LEFT JOIN processes p ON p.id = c.process_id;
+
+-- migration 2
+-- DNS: every query a watched process sent, as the agent's proxy saw and answered it, and
+-- the A, AAAA and CNAME records of each answer. connections.domain (from migration 1) now
+-- gets the name the scope resolved to that address.
+CREATE TABLE dns_queries (
+    id          INTEGER PRIMARY KEY,
+    time_ns     INTEGER NOT NULL,        -- when the query reached the proxy
+    process_id  INTEGER REFERENCES processes (id), -- NULL: the sender was not known
+    tid         INTEGER,
+    run_id      INTEGER REFERENCES runs (id),
+    scope       TEXT NOT NULL,
+    cgroup_id   INTEGER,
+    qname       TEXT NOT NULL,           -- lowercase, no trailing dot; odd bytes as \DDD
+    qtype       TEXT NOT NULL,           -- 'A', 'AAAA', 'MX', ..., or 'TYPE65534'
+    rcode       TEXT,                    -- as answered: 'NOERROR', 'NXDOMAIN', 'SERVFAIL', ...
+    transport   TEXT NOT NULL,           -- 'udp' or 'tcp'
+    resolver    TEXT,                    -- the resolver the process asked, 'addr:port'
+    upstream    TEXT,                    -- where the proxy sent it; NULL when not forwarded
+    latency_ns  INTEGER,                 -- upstream round trip; NULL without an answer
+    verdict     TEXT NOT NULL,           -- 'allowed', 'would_block' or 'blocked'
+    rule        TEXT,
+    answers     INTEGER NOT NULL,        -- records in the answer section, of any type
+    error       TEXT,                    -- why the proxy answered itself: 'upstream timeout', ...
+    time        TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', time_ns / 1e9, 'unixepoch')) VIRTUAL
+);
+CREATE INDEX dns_queries_by_time ON dns_queries (time_ns);
+CREATE INDEX dns_queries_by_name ON dns_queries (qname);
+CREATE INDEX dns_queries_by_process ON dns_queries (process_id);
+CREATE INDEX dns_queries_by_run ON dns_queries (run_id);
+
+-- The whole chain: CNAMEs in the order the answer gave them, then the addresses.
+CREATE TABLE dns_answers (
+    query_id    INTEGER NOT NULL REFERENCES dns_queries (id),
+    name        TEXT NOT NULL,           -- the record's owner: the qname or a CNAME target
+    type        TEXT NOT NULL,           -- 'A', 'AAAA' or 'CNAME'
+    value       TEXT NOT NULL,           -- the address, or the CNAME's target
+    addr_key    TEXT,                    -- for A and AAAA, as connections.addr_key
+    ttl         INTEGER NOT NULL         -- seconds
+);
+CREATE INDEX dns_answers_by_query ON dns_answers (query_id);
+CREATE INDEX dns_answers_by_addr ON dns_answers (addr_key);
+CREATE INDEX connections_by_domain ON connections (domain);
+
+-- Unchanged but for the domain: every name seen for the destination, not one of them.
+DROP VIEW dependencies;
+CREATE VIEW dependencies AS
+WITH g AS (
+    SELECT scope, proto, addr_key, port,
+           count(*) AS attempts,
+           min(id) AS first_id,
+           min(time_ns) AS first_ns,
+           max(time_ns) AS last_ns,
+           count(DISTINCT process_id) AS processes,
+           group_concat(DISTINCT verdict) AS verdicts,
+           group_concat(DISTINCT domain) AS domain
+    FROM connections
+    GROUP BY scope, proto, addr_key, port
+)
+SELECT g.scope, g.domain, g.proto, c.addr, g.port, g.attempts,
+       strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch') AS first_seen,
+       strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch') AS last_seen,
+       g.processes, g.verdicts, p.cmdline AS first_cmdline
+FROM g
+JOIN connections c ON c.id = g.first_id
+LEFT JOIN processes p ON p.id = c.process_id;

@@ -74,7 +74,7 @@ test_agent_drains_on_sigterm() {
 	lost=$(q "$DB" "select coalesce(sum(events), 0) from events_lost")
 	expect_eq "$rows|$lost" "$n|0" "stored|lost at the default sizes"
 	# Zero is a claim only if the counters were recorded: every loss reason has its row.
-	expect_eq "$(q "$DB" "select count(distinct reason) from events_lost where source like 'agent:%'")" 4 \
+	expect_eq "$(q "$DB" "select count(distinct reason) from events_lost where source like 'agent:%'")" 5 \
 		"loss counters recorded"
 	expect_eq "$(q "$DB" "select max(value) from stats where name = 'events_stored' and source like 'agent:%'")" \
 		"$n" "events_stored counter"
@@ -195,7 +195,7 @@ test_prune_under_a_running_agent() {
 	local d40=$((40 * 86400 * 1000000000))
 	q "$DB" "update connections set time_ns = time_ns - $d40; update processes set first_seen_ns = first_seen_ns - $d40;
 		update cgroups set first_seen_ns = first_seen_ns - $d40"
-	expect_match "$("$NETTRAIL" prune --db "$DB" --older-than 30d)" "^deleted 1 connections, 1 processes, 0 runs, 1 cgroups" "prune"
+	expect_match "$("$NETTRAIL" prune --db "$DB" --older-than 30d)" "^deleted 1 connections, 0 DNS queries, 1 processes, 0 runs, 1 cgroups" "prune"
 	sleep 0.3 # the writer looks for a prune every 100 ms
 	touch "$T/go"
 	wait $p

@@ -130,12 +130,12 @@ test_prune_keeps_the_recent_and_the_totals() {
 	expect_fail 2 "bad --older-than" "$NETTRAIL" prune --db "$DB" --older-than 30
 	"$NETTRAIL" prune --db "$DB" --older-than 30d >"$T/prune.out"
 	expect_eq "$?" 0 "prune"
-	expect_match "$(cat "$T/prune.out")" "^deleted 1 connections, 1 processes, 1 runs, 1 cgroups, [1-9][0-9]* counter samples$" "summary"
+	expect_match "$(cat "$T/prune.out")" "^deleted 1 connections, 0 DNS queries, 1 processes, 1 runs, 1 cgroups, [1-9][0-9]* counter samples$" "summary"
 	expect_eq "$(q "$DB" "select group_concat(scope) from runs; select group_concat(port) from connections")" \
 		"new
 18204" "what is left"
 	# Of the old run's counters exactly the last sample of each is left, and totals read.
-	expect_eq "$(q "$DB" "select count(*), count(distinct name) from stats where source = 'run:1'")" "6|6" \
+	expect_eq "$(q "$DB" "select count(*), count(distinct name) from stats where source = 'run:1'")" "14|14" \
 		"one sample per counter kept"
-	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 4 "loss totals readable"
+	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 5 "loss totals readable"
 }

@@ -288,8 +288,14 @@ static void test_names(void **state)
 	assert_string_equal(event_verdict_name(-1), "unknown");
 	assert_string_equal(event_kind_name(NT_EV_CONNECT), "connect");
 	assert_string_equal(event_kind_name(NT_EV_SENDMSG), "sendto");
+	assert_string_equal(event_kind_name(NT_EV_UNIX), "connect");
 	assert_string_equal(event_kind_name(0), "unknown");
-	assert_string_equal(event_kind_name(3), "unknown");
+	assert_string_equal(event_kind_name(4), "unknown");
+	/* NT_EV_UNIX events store an index into this table: its order is part of the format. */
+	assert_string_equal(event_resolver_path(0), "/run/systemd/resolve/io.systemd.Resolve");
+	assert_string_equal(event_resolver_path(1), "/run/nscd/socket");
+	assert_string_equal(event_resolver_path(2), "/var/run/nscd/socket");
+	assert_null(event_resolver_path(3));
 }
 
 int main(void)

@@ -214,7 +214,7 @@ static void insert_conn(struct store *s, int family, const char *addr, uint16_t 
 {
 	struct conn_record c = conn(family, addr, port, proto, NT_EV_CONNECT, verdict, time_ns);
 
-	assert_int_equal(store_insert_connection(s, &c, process_id, scope, run_id), 0);
+	assert_int_equal(store_insert_connection(s, &c, process_id, scope, run_id, NULL), 0);
 }
 
 static int64_t begin_run(struct store *s, const char *scope, uint64_t cgroup_id)
@@ -598,7 +598,7 @@ static void test_connections_batch(void **state)
 			c = conn(AF_INET6, addr, (uint16_t)(1000 + i), IPPROTO_UDP, NT_EV_SENDMSG,
 				 (uint8_t)(i % 3), T0 + i);
 		}
-		assert_int_equal(store_insert_connection(f->s, &c, proc, "web", run), 0);
+		assert_int_equal(store_insert_connection(f->s, &c, proc, "web", run, NULL), 0);
 	}
 	assert_int_equal(store_commit(f->s), 0);
 

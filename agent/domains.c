@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "domains.h"
+
+#define PROBE 8 /* slots looked at per key: a bounded neighbourhood */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t scope_hash(const char *scope)
+{
+	return fnv1a(0xcbf29ce484222325ULL, scope, strlen(scope));
+}
+
+static size_t slot_of(uint64_t sh, const uint8_t addr[16])
+{
+	return (size_t)(fnv1a(sh, addr, 16) % DOMAINS_CAP);
+}
+
+int domains_init(struct domains *d)
+{
+	d->e = calloc(DOMAINS_CAP, sizeof(*d->e));
+	return d->e ? 0 : -ENOMEM;
+}
+
+void domains_free(struct domains *d)
+{
+	free(d->e);
+	d->e = NULL;
+}
+
+void domains_clear(struct domains *d)
+{
+	memset(d->e, 0, DOMAINS_CAP * sizeof(*d->e));
+}
+
+void domains_put(struct domains *d, const char *scope, const uint8_t addr[16], const char *name,
+		 int64_t expires_ns)
+{
+	uint64_t sh = scope_hash(scope);
+	size_t start = slot_of(sh, addr), len = strlen(name);
+	struct domain_entry *victim = NULL;
+
+	if (len >= DOMAIN_NAME_MAX)
+		return;
+	for (size_t i = 0; i < PROBE; i++) {
+		struct domain_entry *e = &d->e[(start + i) % DOMAINS_CAP];
+
+		if (e->expires_ns && e->scope_hash == sh && memcmp(e->addr, addr, 16) == 0) {
+			victim = e; /* the most recent answer wins */
+			break;
+		}
+		if (!victim || e->expires_ns < victim->expires_ns)
+			victim = e;
+	}
+	victim->scope_hash = sh;
+	victim->expires_ns = expires_ns;
+	memcpy(victim->addr, addr, 16);
+	memcpy(victim->name, name, len + 1);
+}
+
+const char *domains_get(const struct domains *d, const char *scope, const uint8_t addr[16],
+			int64_t at_ns)
+{
+	uint64_t sh = scope_hash(scope);
+	size_t start = slot_of(sh, addr);
+
+	for (size_t i = 0; i < PROBE; i++) {
+		const struct domain_entry *e = &d->e[(start + i) % DOMAINS_CAP];
+
+		if (e->expires_ns && e->scope_hash == sh && memcmp(e->addr, addr, 16) == 0)
+			return e->expires_ns >= at_ns ? e->name : NULL;
+	}
+	return NULL;
+}
