@@ -329,6 +329,7 @@ static int agent_serve(struct agent_args *a)
 	xfd = agent_housekeeping(t, &hk);
 	log_info("watching %d cgroup%s (runs under %s); database %s", a->n_watches,
 		 a->n_watches == 1 ? "" : "s", a->watches[0].path, a->db);
+	tracker_log_dns(t);
 	r = tracker_run(t);
 	if (r < 0)
 		log_err("event loop failed: %s", strerror(-r));

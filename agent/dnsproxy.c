@@ -167,7 +167,7 @@ void dnsproxy_format_addr(int family, const uint8_t *addr, uint16_t port_be, cha
 		snprintf(buf, len, "%s:%u", text, ntohs(port_be));
 }
 
-static void format_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t len)
+void dnsproxy_format_addr_sa(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const void *)ss;
@@ -524,7 +524,7 @@ static struct upstream *upstream_get(struct dnsproxy *p, const struct dnsproxy_u
 		return NULL;
 	u->addr = *addr;
 	u->pfd = (struct pfd){ .kind = PFD_UPSTREAM_UDP, .obj = u };
-	format_sockaddr(&addr->addr, u->text, sizeof(u->text));
+	dnsproxy_format_addr_sa(&addr->addr, u->text, sizeof(u->text));
 	/*
 	 * Connected: the kernel drops datagrams from any other address, and an unreachable port
 	 * comes back as ECONNREFUSED on this socket.
@@ -577,7 +577,7 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 				 "sender unknown and no --upstream", from, fromlen);
 		return;
 	}
-	format_sockaddr(&up_addr.addr, m.upstream, sizeof(m.upstream));
+	dnsproxy_format_addr_sa(&up_addr.addr, m.upstream, sizeof(m.upstream));
 	if (upstream_is_self(p, &up_addr)) {
 		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL,
 				 "the resolver is the proxy itself", from, fromlen);
@@ -813,7 +813,7 @@ static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg,
 		tcp_answer_error(p, c, &m, msg, len, DNS_R_SERVFAIL, "sender unknown and no --upstream");
 		return;
 	}
-	format_sockaddr(&c->upstream.addr, m.upstream, sizeof(m.upstream));
+	dnsproxy_format_addr_sa(&c->upstream.addr, m.upstream, sizeof(m.upstream));
 	if (upstream_is_self(p, &c->upstream)) {
 		tcp_answer_error(p, c, &m, msg, len, DNS_R_SERVFAIL, "the resolver is the proxy itself");
 		return;
@@ -1260,10 +1260,8 @@ void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret)
 	*ret = p->c;
 }
 
-void dnsproxy_close(struct dnsproxy *p)
+void dnsproxy_abandon(struct dnsproxy *p)
 {
-	if (!p)
-		return;
 	if (p->pend) {
 		while (p->head >= 0)
 			pending_fail(p, p->head, "agent stopping");
@@ -1275,6 +1273,13 @@ void dnsproxy_close(struct dnsproxy *p)
 		buf_flush(&p->conns->out, p->conns->pfd.fd);
 		tcp_close(p, p->conns);
 	}
+}
+
+void dnsproxy_close(struct dnsproxy *p)
+{
+	if (!p)
+		return;
+	dnsproxy_abandon(p);
 	for (int i = 0; i < UPSTREAM_MAX; i++) {
 		if (p->ups[i]) {
 			pfd_close(p, &p->ups[i]->pfd);

@@ -61,12 +61,15 @@ void dnsproxy_dispatch(struct dnsproxy *p);
 /* Answers SERVFAIL to what waited past the deadline; call at least every 100 ms. */
 void dnsproxy_tick(struct dnsproxy *p);
 void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret);
-/* Gives up every pending query (recorded, SERVFAIL to the client) and frees. */
+/* Gives up every pending query: recorded, SERVFAIL to the client. */
+void dnsproxy_abandon(struct dnsproxy *p);
+/* Abandons what is pending, closes every socket, frees. */
 void dnsproxy_close(struct dnsproxy *p);
 
 /* "ADDR" or "ADDR:PORT" / "[ADDR6]:PORT" into an upstream (port 53 by default); -EINVAL. */
 int dnsproxy_parse_upstream(const char *s, struct dnsproxy_upstream *ret);
 /* "ADDR:PORT" text of an address, IPv6 in brackets. */
 void dnsproxy_format_addr(int family, const uint8_t *addr, uint16_t port_be, char *buf, size_t len);
+void dnsproxy_format_addr_sa(const struct sockaddr_storage *ss, char *buf, size_t len);
 
 #endif /* NT_DNSPROXY_H */

@@ -73,6 +73,7 @@ struct tracker {
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault, bpf_dns_unredirected;
 	uint64_t dns_queue_full;
+	struct dnsproxy_counts dns_final; /* the proxy's counts once it is closed */
 	uint64_t stored, store_failed;
 };
 
@@ -727,7 +728,7 @@ void tracker_counts(struct tracker *t, struct tracker_counts *ret)
 	ret->store_failed = atomic_get(&t->store_failed);
 	ret->dns_queue_full = t->dns_queue_full;
 	ret->dns_unredirected = t->bpf_dns_unredirected;
-	memset(&ret->dns, 0, sizeof(ret->dns));
+	ret->dns = t->dns_final;
 	if (t->dns)
 		dnsproxy_counts(t->dns, &ret->dns);
 }
@@ -751,7 +752,7 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.stored;
 	st->names[st->n] = "argv_unreadable";
 	st->values[st->n++] = (int64_t)c.argv_fault;
-	if (!t->dns)
+	if (!t->o.dns)
 		return;
 	st->names[st->n] = "events_lost_dns_queue";
 	st->values[st->n++] = (int64_t)c.dns_queue_full;
@@ -950,6 +951,23 @@ int tracker_has_unix_hook(struct tracker *t)
 	return loader_has_unix_hook(t->loader);
 }
 
+void tracker_log_dns(struct tracker *t)
+{
+	char up[64] = "the resolver each process asks for";
+
+	if (!t->dns) {
+		log_info("DNS is not redirected (--no-dns): queries are not recorded");
+		return;
+	}
+	if (t->o.dns_opts.upstream.len)
+		dnsproxy_format_addr_sa(&t->o.dns_opts.upstream.addr, up, sizeof(up));
+	log_info("DNS of the watched cgroups goes through the proxy on 127.0.0.1:%u%s, to %s",
+		 dnsproxy_port(t->dns), dnsproxy_has_v6(t->dns) ? " and [::1]" : " (no IPv6)", up);
+	if (!loader_has_unix_hook(t->loader))
+		log_warn("this kernel (before 6.7) cannot see connects to nscd or systemd-resolved: "
+			 "lookups through them are not recorded");
+}
+
 int tracker_add_fd(struct tracker *t, int fd, tracker_fd_cb cb, void *ctx)
 {
 	int r;
@@ -1009,8 +1027,12 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 	loader_detach(t->loader);
 	ring_buffer__consume(t->rb);
 	/* Queries still waiting for their upstream are answered (SERVFAIL) and recorded. */
-	dnsproxy_close(t->dns);
-	t->dns = NULL;
+	if (t->dns) {
+		dnsproxy_abandon(t->dns);
+		dnsproxy_counts(t->dns, &t->dns_final);
+		dnsproxy_close(t->dns);
+		t->dns = NULL;
+	}
 	it.sync_ns = wall_now_ns();
 	queue_push(&t->q, &it);
 	queue_close(&t->q);

@@ -65,6 +65,9 @@ uint16_t tracker_dns_port(struct tracker *t);
 int tracker_dns_v6(struct tracker *t);
 int tracker_has_unix_hook(struct tracker *t);
 
+/* One line on where the watched cgroups' DNS goes, and what is not covered here. */
+void tracker_log_dns(struct tracker *t);
+
 /* Runs the event loop until a callback ends it. */
 int tracker_run(struct tracker *t);
 

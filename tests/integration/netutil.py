@@ -162,6 +162,64 @@ def quick(host, port):
     os._exit(0)
 
 
+def resolve(name, family="any"):
+    """glibc's getaddrinfo, as most programs resolve; prints one address per line."""
+    fam = {"any": 0, "4": socket.AF_INET, "6": socket.AF_INET6}[family]
+    try:
+        infos = socket.getaddrinfo(name, 80, fam, socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        print(f"error {e.errno}")
+        sys.exit(1)
+    for addr in sorted({i[4][0] for i in infos}):
+        print(addr)
+
+
+def unix_serve(path):
+    """A listening unix socket at path, as nscd or systemd-resolved would have."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(16)
+    print("ready", flush=True)
+    while True:
+        c, _ = s.accept()
+        c.close()
+
+
+def unix_connect(path):
+    """Prints ok, or the errno name the connect failed with."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        print("ok")
+    except OSError as e:
+        print(errno_name(e.errno))
+
+
+def errno_name(n):
+    import errno
+    return errno.errorcode.get(n, str(n))
+
+
+def udp_sink(host, port):
+    """A resolver that never answers."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.bind((host, port))
+    print("ready", flush=True)
+    while True:
+        s.recvfrom(65535)
+
+
+def dns_garbage(host, port, n):
+    """n datagrams that are not DNS (short, random, lying counts) to host:port."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    bad = [b"", b"\x01", b"\x12\x34\x01\x00\x00\x01", b"\x12\x34\x01\x00\x00\x05\x00\x00\x00\x00\x00\x00\x03abc",
+           b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01", os.urandom(300)]
+    for i in range(n):
+        s.sendto(bad[i % len(bad)], (host, port))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -186,6 +244,16 @@ def main(argv):
         connect_report(args[0], int(args[1]), args[2])
     elif cmd == "double-fork":
         double_fork(args[0], int(args[1]), args[2], args[3])
+    elif cmd == "resolve":
+        resolve(*args)
+    elif cmd == "unix-serve":
+        unix_serve(args[0])
+    elif cmd == "unix-connect":
+        unix_connect(args[0])
+    elif cmd == "udp-sink":
+        udp_sink(args[0], int(args[1]))
+    elif cmd == "dns-garbage":
+        dns_garbage(args[0], int(args[1]), int(args[2]))
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

@@ -1,0 +1,230 @@
+# DNS: the watched cgroups' queries go through the agent's proxy to a real resolver (dnsmasq
+# on loopback, answering test names with loopback addresses), and every query is recorded.
+#
+# The host's /etc/resolv.conf names a resolver these tests must never reach: tests that use
+# the system resolver (glibc, python, curl) get their own resolv.conf in a private mount
+# namespace (in_private_resolv).
+
+DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+RESOLVER=127.0.0.2 # dnsmasq's IPv4 address; ::1 is its IPv6 one
+
+# dnsmasq on 127.0.0.2:53 and [::1]:53 with the test zone; waits until it answers.
+start_dnsmasq() {
+	if [ -n "${DNSMASQ_PID:-}" ]; then # the previous test's
+		kill "$DNSMASQ_PID" 2>/dev/null
+		wait "$DNSMASQ_PID" 2>/dev/null
+	fi
+	ip addr add 127.0.0.2/8 dev lo 2>/dev/null
+	bg "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --no-poll --user=root \
+		--bind-interfaces --listen-address="$RESOLVER,::1" --port=53 --pid-file= \
+		--log-queries --log-facility="$T/dnsmasq.log" --local-ttl=60 \
+		--host-record=ci.example.test,127.0.0.10,::1 \
+		--host-record=api.example.test,127.0.0.1 \
+		--cname=www.example.test,ci.example.test \
+		--address=/many.example.test/127.0.0.12 \
+		"$@"
+	DNSMASQ_PID=$BG_PID
+	for _ in $(seq 100); do
+		[ "$(dig +short +time=1 +tries=1 @"$RESOLVER" ci.example.test 2>/dev/null)" = 127.0.0.10 ] &&
+			return 0
+		sleep 0.05
+	done
+	fail "dnsmasq did not start: $(cat "$T/dnsmasq.log" 2>/dev/null)"
+}
+
+# Runs "$@" in a private mount namespace whose resolv.conf names only $RESOLVER.
+in_private_resolv() {
+	printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$RESOLVER" >"$T/resolv.conf"
+	printf 'hosts: files dns\n' >"$T/nsswitch.conf"
+	unshare -m -- sh -c 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf &&
+		shift 2 && exec "$@"' sh "$T/resolv.conf" "$T/nsswitch.conf" "$@"
+}
+
+# The program's name: comm may be a thread's (dig's is isc-net-0000).
+PROG="replace(p.exe, rtrim(p.exe, replace(p.exe, '/', '')), '')"
+
+# One line per query: "program qname qtype rcode transport resolver".
+dns_rows() {
+	q "$DB" "select $PROG, d.qname, d.qtype, d.rcode, d.transport, d.resolver
+		 from dns_queries d left join processes p on p.id = d.process_id order by d.id" | tr '|' ' '
+}
+
+test_dns_dig_udp_tcp_ipv6() {
+	start_dnsmasq
+	nrun --scope dns -- sh -c "dig +time=2 +tries=1 @$RESOLVER ci.example.test;
+		dig +tcp +time=2 +tries=1 @$RESOLVER www.example.test;
+		dig -6 +time=2 +tries=1 @::1 ci.example.test AAAA" >"$T/dig.out"
+	expect_eq "$RC" 0 "exit status"
+	# dig checks that the answer comes from the server it asked: the redirect is invisible.
+	grep -q "unexpected source" "$T/dig.out" && fail "dig saw the proxy: $(cat "$T/dig.out")"
+	expect_eq "$(grep -E '^[a-z].*IN' "$T/dig.out" | grep -v '^;' | awk '{print $1, $4, $5}')" \
+		"ci.example.test. A 127.0.0.10
+www.example.test. CNAME ci.example.test.
+ci.example.test. A 127.0.0.10
+ci.example.test. AAAA ::1" "answers as dnsmasq gives them"
+	expect_match "$(grep -c 'SERVER: 127.0.0.2#53' "$T/dig.out")" "^2$" "dig names the resolver it asked"
+	expect_eq "$(dns_rows)" "dig ci.example.test A NOERROR udp 127.0.0.2:53
+dig www.example.test A NOERROR tcp 127.0.0.2:53
+dig ci.example.test AAAA NOERROR udp [::1]:53" "dns_queries"
+	# The whole chain of the CNAME answer, with the TTL dnsmasq gave.
+	expect_eq "$(q "$DB" "select a.name, a.type, a.value, a.ttl from dns_answers a join dns_queries d
+		on d.id = a.query_id where d.qname = 'www.example.test' order by a.rowid" | tr '|' ' ')" \
+		"www.example.test CNAME ci.example.test 60
+ci.example.test A 127.0.0.10 60" "CNAME chain"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where scope = 'dns' and run_id = 1
+		and latency_ns > 0 and verdict = 'allowed' and answers >= 1 and error is null")" 3 "query details"
+	# Each query's process is the dig that sent it, with its command line.
+	expect_match "$(q "$DB" "select p.cmdline from dns_queries d join processes p on p.id = d.process_id
+		where d.qtype = 'AAAA'")" "^dig -6 .*@::1 ci.example.test AAAA$" "cmdline of the AAAA query"
+	# The resolver connects are recorded too: the script depends on its resolver.
+	expect_eq "$(q "$DB" "select proto, addr, port from connections order by id" | tr '|' ' ')" \
+		"udp 127.0.0.2 53
+tcp 127.0.0.2 53
+udp ::1 53" "resolver connections"
+}
+
+test_dns_glibc_python_and_curl_name_the_connection() {
+	start_dnsmasq
+	serve_tcp 18301
+	in_private_resolv "$NETTRAIL" run --db "$DB" --scope app -- sh -c "
+		getent ahostsv4 ci.example.test | head -1;
+		$PY $NETUTIL resolve www.example.test 4;
+		curl -s --noproxy '*' --max-time 3 -o /dev/null -w '%{remote_ip}\n' http://api.example.test:18301/" \
+		>"$T/out" 2>"$T/report"
+	expect_eq "$(cat "$T/out")" "127.0.0.10      STREAM ci.example.test
+127.0.0.10
+127.0.0.1" "what the clients resolved"
+	expect_match "$(q "$DB" "select distinct $PROG, d.qname, d.rcode from dns_queries d
+		join processes p on p.id = d.process_id where d.qtype = 'A' order by d.id" | tr '|' ' ')" \
+		"^getent ci.example.test NOERROR
+python3[.0-9]* www.example.test NOERROR
+curl api.example.test NOERROR$" "A queries, each with its process"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where process_id is null")" 0 "all attributed"
+	# The connection to the address curl resolved carries the name.
+	expect_eq "$(q "$DB" "select addr, port, domain from connections where port = 18301" | tr '|' ' ')" \
+		"127.0.0.1 18301 api.example.test" "connection domain"
+	expect_match "$(q "$DB" "select domain, addr, port from dependencies where port = 18301" | tr '|' ' ')" \
+		"^api.example.test 127.0.0.1 18301$" "dependencies view"
+}
+
+test_dns_resolver_nobody_listens_on_with_upstream() {
+	# 127.0.0.99 has no resolver: only the redirect, to --upstream, can answer.
+	start_dnsmasq
+	nrun --upstream "$RESOLVER" -- dig +short +time=2 +tries=1 @127.0.0.99 ci.example.test
+	expect_eq "$RC" 0 "exit status"
+	expect_eq "$(q "$DB" "select qname, rcode, resolver, upstream from dns_queries" | tr '|' ' ')" \
+		"ci.example.test NOERROR 127.0.0.99:53 127.0.0.2:53" "resolver asked vs upstream used"
+	# Without --upstream the proxy goes where the process asked: nothing there, a quick SERVFAIL.
+	nrun -- dig +time=3 +tries=1 @127.0.0.99 ci.example.test >"$T/dig.out"
+	expect_match "$(cat "$T/dig.out")" "status: SERVFAIL" "SERVFAIL, not a hang"
+	expect_eq "$(q "$DB" "select rcode, error from dns_queries where run_id = 2" | tr '|' ' ')" \
+		"SERVFAIL upstream refused" "recorded with the reason"
+}
+
+test_dns_upstream_timeout_is_servfail() {
+	bg "$PY" "$NETUTIL" udp-sink 127.0.0.97 53 >"$T/sink"
+	wait_for "$T/sink" ready || fail "sink did not start"
+	local t0=$SECONDS
+	nrun --dns-timeout 1s -- dig +time=5 +tries=1 @127.0.0.97 ci.example.test >"$T/dig.out"
+	expect_match "$(cat "$T/dig.out")" "status: SERVFAIL" "SERVFAIL after the upstream timeout"
+	[ $((SECONDS - t0)) -le 4 ] || fail "took $((SECONDS - t0)) s: the client's own timeout, not the proxy's"
+	expect_eq "$(q "$DB" "select rcode, error, latency_ns is null from dns_queries" | tr '|' ' ')" \
+		"SERVFAIL upstream timeout 1" "recorded"
+	expect_eq "$(q "$DB" "select max(value) from stats where name = 'dns_upstream_timeouts'")" 1 "counted"
+}
+
+test_dns_outside_processes_untouched() {
+	start_dnsmasq
+	mkdir -p "$CG2/nettrail-test-dns-$$"
+	start_agent --watch "$CG2/nettrail-test-dns-$$:svc"
+	# Outside the watched cgroup: 127.0.0.99 stays unanswered, 127.0.0.2 answers directly.
+	dig +short +time=1 +tries=1 @127.0.0.99 ci.example.test >"$T/out1"
+	expect_match "$(cat "$T/out1")" "timed out|no servers" "no redirect outside"
+	expect_eq "$(dig +short +time=2 +tries=1 @$RESOLVER ci.example.test)" 127.0.0.10 "direct answer"
+	stop_agent
+	rmdir "$CG2/nettrail-test-dns-$$"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries")" 0 "nothing recorded"
+}
+
+test_dns_concurrent_short_lived_processes() {
+	# 200 processes resolve 200 names at once and exit: each query names its own process.
+	start_dnsmasq
+	nrun -- sh -c "for i in \$(seq 0 199); do dig +short +time=3 +tries=1 @$RESOLVER n\$i.many.example.test >/dev/null & done; wait"
+	expect_eq "$(q "$DB" "select count(*), count(distinct qname), count(distinct process_id) from dns_queries")" \
+		"200|200|200" "200 queries, names, processes"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries d join processes p on p.id = d.process_id
+		where p.cmdline like '% ' || d.qname and d.rcode = 'NOERROR'")" 200 "each with the dig that asked"
+	expect_eq "$(grep -c 'n[0-9]*.many.example.test is 127.0.0.12' "$T/dnsmasq.log")" 200 "all reached dnsmasq"
+}
+
+test_dns_fail_open_on_sigkill() {
+	# The agent dies mid-loop: the redirect dies with it and the next queries go direct.
+	local cg="$CG2/nettrail-test-dns-$$"
+	start_dnsmasq
+	mkdir -p "$cg"
+	start_agent --watch "$cg:loop"
+	sh -c "echo \$\$ > $cg/cgroup.procs; for i in \$(seq 60); do
+		dig +short +time=1 +tries=1 @$RESOLVER ci.example.test; sleep 0.05; done" >"$T/loop.out" &
+	local loop=$!
+	wait_for "$T/loop.out" 127.0.0.10 || fail "no answer through the agent"
+	sleep 0.3
+	kill -KILL "$AGENT"
+	wait "$AGENT" 2>/dev/null
+	local before
+	before=$(grep -c 127.0.0.10 "$T/loop.out")
+	wait "$loop"
+	rmdir "$cg" 2>/dev/null
+	expect_eq "$(grep -vc 127.0.0.10 "$T/loop.out")" 0 "every query answered, before and after"
+	expect_ge "$(($(grep -c 127.0.0.10 "$T/loop.out") - before))" 10 "answers after the kill"
+	expect_ge "$(q "$DB" "select count(*) from dns_queries")" 1 "queries through the agent recorded"
+}
+
+test_dns_malformed_queries_counted_proxy_serves() {
+	start_dnsmasq
+	nrun --dns-port 15353 -- sh -c "$PY $NETUTIL dns-garbage 127.0.0.1 15353 60;
+		dig +short +time=2 +tries=1 @$RESOLVER ci.example.test" >"$T/out"
+	expect_eq "$(cat "$T/out")" 127.0.0.10 "still answering"
+	expect_eq "$(q "$DB" "select max(value) from stats where name = 'dns_malformed'")" 60 "malformed counted"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries")" 1 "only the real query recorded"
+}
+
+test_dns_port_in_use_refused() {
+	bg "$PY" "$NETUTIL" udp-sink 127.0.0.1 15354 >"$T/sink"
+	wait_for "$T/sink" ready || fail "sink did not start"
+	"$NETTRAIL" run --db "$DB" --dns-port 15354 -- true 2>"$T/err"
+	expect_eq "$?" 1 "exit status"
+	expect_match "$(cat "$T/err")" "port is in use" "message"
+	"$NETTRAIL" run --db "$DB" --upstream example.test -- true 2>"$T/err"
+	expect_eq "$?" 2 "bad --upstream"
+}
+
+test_dns_truncated_answer_retried_over_tcp() {
+	# A 1000-byte TXT answer does not fit a 512-byte UDP reply: TC passes through, dig retries
+	# over TCP, and both attempts are recorded.
+	start_dnsmasq --txt-record=big.example.test,"$(printf 'x%.0s' $(seq 250))","$(printf 'y%.0s' $(seq 250))","$(printf 'z%.0s' $(seq 250))","$(printf 'w%.0s' $(seq 250))"
+	nrun -- dig +noedns +time=2 +tries=1 @$RESOLVER big.example.test TXT >"$T/dig.out"
+	expect_match "$(cat "$T/dig.out")" "Truncated, retrying in TCP mode" "dig saw TC"
+	expect_match "$(cat "$T/dig.out")" "status: NOERROR" "answered over TCP"
+	expect_eq "$(q "$DB" "select transport, qtype, rcode from dns_queries order by id" | tr '|' ' ')" \
+		"udp TXT NOERROR
+tcp TXT NOERROR" "both attempts"
+}
+
+test_dns_resolver_unix_socket_refused() {
+	# nscd's socket, served in a private mount namespace: a watched process is refused (and
+	# glibc would fall back to port 53), recorded; an unwatched one gets through.
+	T="$T" PY="$PY" NETUTIL="$NETUTIL" NETTRAIL="$NETTRAIL" DB="$DB" unshare -m -- sh -c '
+		mkdir -p /run/nscd && mount -t tmpfs none /run/nscd || exit 1
+		"$PY" "$NETUTIL" unix-serve /run/nscd/socket >"$T/serve" & srv=$!
+		for i in $(seq 100); do grep -q ready "$T/serve" 2>/dev/null && break; sleep 0.05; done
+		"$NETTRAIL" run --db "$DB" -- "$PY" "$NETUTIL" unix-connect /run/nscd/socket >"$T/watched" 2>/dev/null
+		"$NETTRAIL" run --db "$DB" --allow-resolver-sockets -- "$PY" "$NETUTIL" unix-connect /run/nscd/socket >"$T/allowed" 2>/dev/null
+		"$PY" "$NETUTIL" unix-connect /run/nscd/socket >"$T/outside"
+		kill $srv' sh
+	expect_eq "$(cat "$T/watched")" EPERM "watched connect refused"
+	expect_eq "$(cat "$T/allowed")" ok "--allow-resolver-sockets"
+	expect_eq "$(cat "$T/outside")" ok "outside untouched"
+	expect_eq "$(q "$DB" "select run_id, family, addr, port, verdict from connections order by id" | tr '|' ' ')" \
+		"1 unix /run/nscd/socket 0 blocked
+2 unix /run/nscd/socket 0 allowed" "recorded"
+}
