@@ -164,7 +164,10 @@ bench: $(BUILD)/nettrail $(BUILD)/bench/loadgen
 
 example: $(BUILD)/nettrail
 	$(Q)rm -f $(BUILD)/example.db*
-	$(BUILD)/nettrail run --scope example --db $(BUILD)/example.db -- ./docs/example/deploy.sh
+	@# The example's DNS server runs outside the watched cgroup, as a site's resolver would.
+	$(Q)python3 docs/example/resolver.py 18453 & dns=$$!; \
+	$(BUILD)/nettrail run --scope example --db $(BUILD)/example.db --upstream 127.0.0.1:18453 \
+		-- ./docs/example/deploy.sh; rc=$$?; kill $$dns; exit $$rc
 	@echo
 	@echo "Query it:  sqlite3 $(BUILD)/example.db 'select * from dependencies'"
 

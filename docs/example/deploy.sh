@@ -14,8 +14,15 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 0.2
 done
 
+echo "deploy: looking up the artifact server"
+# A local stub resolver's address. `make example` runs the site's DNS (resolver.py) on
+# loopback and points nettrail's proxy at it with --upstream: the query never leaves.
+addr=$(dig +short +time=2 +tries=2 @127.0.0.53 artifacts.deploy.test)
+echo "deploy: artifacts.deploy.test is ${addr:-unknown}"
+dig +short +time=2 +tries=2 @127.0.0.53 old-mirror.example.invalid >/dev/null
+
 echo "deploy: fetching the release"
-curl -fsS --noproxy '*' -o "$dir/fetched.txt" http://127.0.0.1:18480/release.txt
+curl -fsS --noproxy '*' -o "$dir/fetched.txt" "http://${addr:-127.0.0.1}:18480/release.txt"
 
 echo "deploy: telling the metrics daemon (UDP, fire and forget)"
 python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b"deploy.done:1|c", ("127.0.0.1", 8125)) for _ in range(100)]'
