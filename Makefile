@@ -66,7 +66,7 @@ BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/runtime.c agent/c
 	agent/cmd_query.c agent/main.c agent/schema_blob.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns
+UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all deps example check unit fuzz integration bench install clean
@@ -113,6 +113,9 @@ $(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $
 $(BUILD)/tests/test_keymap: $(BUILD)/tests/test_keymap.o $(BUILD)/agent/keymap.o
 $(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
 $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
+$(BUILD)/tests/test_domains: $(BUILD)/tests/test_domains.o $(BUILD)/agent/domains.o
+$(BUILD)/tests/test_dnsproxy: $(BUILD)/tests/test_dnsproxy.o $(BUILD)/agent/dnsproxy.o $(BUILD)/agent/dns.o \
+	$(BUILD)/agent/addr.o $(BUILD)/agent/log.o
 $(UNIT_BINS):
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(TEST_LIBS) -o $@

@@ -401,6 +401,7 @@ static void run_report(struct run_state *s, struct store *st, int64_t lost)
 	else if (n > f.limit)
 		fprintf(stderr, "... and %d more destinations: nettrail deps --run %lld --db %s\n",
 			n - f.limit, (long long)s->run_id, s->a->db);
+	report_dns_summary(store_db(st), s->run_id, stderr);
 	fprintf(stderr, "database: %s  (sqlite3 %s \"select * from connections where run_id = %lld\")\n",
 		s->a->db, s->a->db, (long long)s->run_id);
 }

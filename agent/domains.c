@@ -51,8 +51,6 @@ void domains_put(struct domains *d, const char *scope, const uint8_t addr[16], c
 	size_t start = slot_of(sh, addr), len = strlen(name);
 	struct domain_entry *victim = NULL;
 
-	if (len >= DOMAIN_NAME_MAX)
-		return;
 	for (size_t i = 0; i < PROBE; i++) {
 		struct domain_entry *e = &d->e[(start + i) % DOMAINS_CAP];
 
@@ -60,8 +58,17 @@ void domains_put(struct domains *d, const char *scope, const uint8_t addr[16], c
 			victim = e; /* the most recent answer wins */
 			break;
 		}
+		if (len >= DOMAIN_NAME_MAX)
+			continue; /* not kept; only an older name for the address is to go */
 		if (!victim || e->expires_ns < victim->expires_ns)
 			victim = e;
+	}
+	if (len >= DOMAIN_NAME_MAX) {
+		/* Too long to keep: the address's older name must not outlive this answer. */
+		if (victim && victim->expires_ns && victim->scope_hash == sh &&
+		    memcmp(victim->addr, addr, 16) == 0)
+			victim->expires_ns = 0;
+		return;
 	}
 	victim->scope_hash = sh;
 	victim->expires_ns = expires_ns;

@@ -9,13 +9,13 @@ static const char deps_sql[] =
 	"WITH g AS ("
 	"  SELECT scope, proto, addr_key, port, count(*) AS attempts, min(id) AS first_id,"
 	"         count(DISTINCT process_id) AS processes, group_concat(DISTINCT verdict) AS verdicts,"
-	"         max(time_ns) AS last_ns"
+	"         max(time_ns) AS last_ns, group_concat(DISTINCT domain) AS domains"
 	"  FROM connections"
 	"  WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 	"  GROUP BY scope, proto, addr_key, port)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
-	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch')"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
@@ -35,7 +35,7 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 	fputs(sep, out);
 }
 
-#define COLS 9
+#define COLS 10 /* the query's columns; the table shows all but last_seen */
 
 int report_cut(const char *s, int max)
 {
@@ -53,7 +53,7 @@ int report_cut(const char *s, int max)
 struct table {
 	char **cells; /* COLS per row */
 	size_t rows, cap;
-	int w_scope, w_addr;
+	int w_scope, w_addr, w_domain;
 };
 
 static int table_add(struct table *t, sqlite3_stmt *st)
@@ -86,19 +86,23 @@ static int table_add(struct table *t, sqlite3_stmt *st)
 		t->w_scope = (int)strlen(t->cells[t->rows * COLS]);
 	if ((int)strlen(t->cells[t->rows * COLS + 2]) > t->w_addr)
 		t->w_addr = (int)strlen(t->cells[t->rows * COLS + 2]);
+	if ((int)strlen(t->cells[t->rows * COLS + 9]) > t->w_domain)
+		t->w_domain = (int)strlen(t->cells[t->rows * COLS + 9]);
 	t->rows++;
 	return 0;
 }
 
 static void table_print(const struct table *t, FILE *out)
 {
-	fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, "SCOPE", "PROTO",
-		t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS", "VERDICTS", "FIRST PROCESS");
+	fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, "SCOPE",
+		t->w_domain, "DOMAIN", "PROTO", t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS",
+		"VERDICTS", "FIRST PROCESS");
 	for (size_t r = 0; r < t->rows; r++) {
 		char **c = &t->cells[r * COLS];
 
-		fprintf(out, "%-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, c[0], c[1],
-			t->w_addr, c[2], c[3], c[4], c[5], c[6], c[7]);
+		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, c[0],
+			t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4], c[5],
+			c[6], c[7]);
 	}
 }
 
@@ -120,7 +124,7 @@ static void csv_row(FILE *out, sqlite3_stmt *st)
 
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out)
 {
-	struct table t = { .w_scope = 5, .w_addr = 7 };
+	struct table t = { .w_scope = 5, .w_addr = 7, .w_domain = 6 };
 	sqlite3_stmt *st;
 	int n = 0, rc, r = 0;
 
@@ -132,7 +136,8 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 		sqlite3_bind_int64(st, 2, f->run_id);
 	sqlite3_bind_int64(st, 3, f->since_ns);
 	if (fmt == REPORT_CSV)
-		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen\n", out);
+		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain\n",
+		      out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (f->limit && ++n > f->limit)
 			continue; /* counted, not shown */
@@ -150,6 +155,45 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 	if (r < 0)
 		return r;
 	return rc == SQLITE_DONE ? n : -EIO;
+}
+
+void report_dns_summary(sqlite3 *db, int64_t run_id, FILE *out)
+{
+	static const char totals_sql[] =
+		"SELECT count(*), count(DISTINCT qname),"
+		" count(*) FILTER (WHERE rcode IS NULL OR rcode NOT IN ('NOERROR'))"
+		" FROM dns_queries WHERE run_id = ?1";
+	static const char failed_sql[] =
+		"SELECT qname || ' ' || qtype, group_concat(DISTINCT coalesce(rcode, 'no answer'))"
+		" FROM dns_queries WHERE run_id = ?1 AND (rcode IS NULL OR rcode <> 'NOERROR')"
+		" GROUP BY qname, qtype ORDER BY min(id) LIMIT 5";
+	sqlite3_stmt *st;
+	int64_t queries = 0, names = 0, failed = 0;
+	const char *sep = ": ";
+
+	if (sqlite3_prepare_v2(db, totals_sql, -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		queries = sqlite3_column_int64(st, 0);
+		names = sqlite3_column_int64(st, 1);
+		failed = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (queries == 0)
+		return;
+	fprintf(out, "DNS: %lld quer%s for %lld name%s, %lld without an answer", (long long)queries,
+		queries == 1 ? "y" : "ies", (long long)names, names == 1 ? "" : "s", (long long)failed);
+	if (failed && sqlite3_prepare_v2(db, failed_sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, run_id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			fprintf(out, "%s%s (%s)", sep, sqlite3_column_text(st, 0),
+				sqlite3_column_text(st, 1));
+			sep = ", ";
+		}
+		sqlite3_finalize(st);
+	}
+	fputc('\n', out);
 }
 
 int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns)

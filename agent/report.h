@@ -16,8 +16,9 @@ struct report_filter {
 enum report_format { REPORT_TABLE, REPORT_CSV };
 
 /*
- * The dependency report: one line per destination (proto, address, port) with attempts,
- * distinct processes, verdicts and the command line of the first process that made it.
+ * The dependency report: one line per destination (proto, address, port) with the names the
+ * scope resolved to it, attempts, distinct processes, verdicts and the command line of the
+ * first process that made it.
  * Returns the number of destinations (also those past the limit), or -EIO.
  */
 int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
@@ -27,6 +28,12 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 
 /* How many bytes of s to show in at most max, never cutting a UTF-8 sequence. */
 int report_cut(const char *s, int max);
+
+/*
+ * One line on a run's DNS: how many queries for how many names, and the names that did not
+ * resolve (up to 5, with type and rcode). Nothing when the run made no query.
+ */
+void report_dns_summary(sqlite3 *db, int64_t run_id, FILE *out);
 
 /* Events lost by any source between two times (counter deltas from `stats`). */
 int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns);

@@ -22,13 +22,13 @@ test_agent_records_run() {
 	expect_eq "$?" 0 "run through the agent"
 	expect_match "$(cat "$T/report")" "recording through the running agent" "run found the agent"
 	# The report is printed only once the agent has committed the run's events.
-	expect_match "$(cat "$T/report")" "deploy +tcp +127.0.0.1 +18101 +1 " "report row"
+	expect_match "$(cat "$T/report")" "deploy +- +tcp +127.0.0.1 +18101 +1 " "report row"
 	expect_eq "$(q "$DB" "select r.mode, c.scope, c.port from connections c join runs r on r.id = c.run_id")" \
 		"agent|deploy|18101" "stored by the agent"
 	# A second run through the same agent, whose command fails: still recorded, status kept.
 	"$NETTRAIL" run --scope deploy -- sh -c "$PY $NETUTIL connect 127.0.0.1 18104; exit 5" 2>"$T/report2"
 	expect_eq "$?" 5 "exit status through the agent"
-	expect_match "$(cat "$T/report2")" "deploy +tcp +127.0.0.1 +18104 +1 " "second report row"
+	expect_match "$(cat "$T/report2")" "deploy +- +tcp +127.0.0.1 +18104 +1 " "second report row"
 	expect_eq "$(q "$DB" "select group_concat(exit_status) from runs")" "0,5" "runs"
 	[ -d "$CG2/nettrail" ] || fail "a run removed the runs root the agent watches"
 	stop_agent

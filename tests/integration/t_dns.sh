@@ -119,6 +119,8 @@ test_dns_resolver_nobody_listens_on_with_upstream() {
 	expect_match "$(cat "$T/dig.out")" "status: SERVFAIL" "SERVFAIL, not a hang"
 	expect_eq "$(q "$DB" "select rcode, error from dns_queries where run_id = 2" | tr '|' ' ')" \
 		"SERVFAIL upstream refused" "recorded with the reason"
+	expect_match "$(cat "$T/report")" \
+		"DNS: 1 query for 1 name, 1 without an answer: ci.example.test A \\(SERVFAIL\\)" "run report"
 }
 
 test_dns_upstream_timeout_is_servfail() {

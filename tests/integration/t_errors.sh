@@ -82,7 +82,7 @@ test_deps_and_events_read_the_store() {
 	"$NETTRAIL" run --scope $scope --db "$DB" -- bash -c \
 		"exec -a 'x$long' $PY $NETUTIL connect-linger 127.0.0.1 18201 0" 2>/dev/null
 	"$NETTRAIL" deps --db "$DB" --scope $scope >"$T/deps.txt"
-	expect_match "$(sed -n 2p "$T/deps.txt")" "^$scope +tcp +127.0.0.1 +18201 .* xé+\.\.\.$" "long scope, cut cmdline"
+	expect_match "$(sed -n 2p "$T/deps.txt")" "^$scope +- +tcp +127.0.0.1 +18201 .* xé+\.\.\.$" "long scope, cut cmdline"
 	iconv -f utf-8 -t utf-8 "$T/deps.txt" >/dev/null || fail "deps output is not valid UTF-8"
 	expect_eq "$(q "$DB" "select command from runs where scope = '$scope'")" \
 		"bash -c 'exec -a '\\''x$long'\\'' $PY $NETUTIL connect-linger 127.0.0.1 18201 0'" \

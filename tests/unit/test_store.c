@@ -2,8 +2,9 @@
 /*
  * Unit tests for agent/store.c and agent/report.c against real SQLite files: schema creation
  * and migration, refusing databases it must not touch, read-only opens, runs, processes,
- * batched connection inserts, the `dependencies` view, the CSV report, lost-event counting
- * and the agent's key/value state. Each test gets its own mkdtemp directory.
+ * batched connection inserts (with their domain, or a unix socket), DNS queries and their
+ * answers, pruning, the `dependencies` view, the CSV report, lost-event counting and the
+ * agent's key/value state. Each test gets its own mkdtemp directory.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <sqlite3.h>
+#include "dns.h"
 #include "event.h"
 #include "report.h"
 #include "store.h"
@@ -138,6 +140,32 @@ static void sql_exec(sqlite3 *db, const char *sql)
 		fail_msg("%s: %s", sql, err ? err : "?");
 }
 
+/*
+ * The single row an SQL query returns, its columns joined by '|', NULL as "NULL": one
+ * assertion checks every column, and a failure shows the whole row.
+ */
+static const char *sql_row(sqlite3 *db, const char *sql, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	size_t used = 0;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	buf[0] = '\0';
+	for (int i = 0; i < sqlite3_column_count(st); i++) {
+		const unsigned char *t = sqlite3_column_text(st, i);
+		int n = snprintf(buf + used, len - used, "%s%s", i ? "|" : "",
+				 t ? (const char *)t : "NULL");
+
+		assert_true(n >= 0 && (size_t)n < len - used);
+		used += (size_t)n;
+	}
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	return buf;
+}
+
 /* A plain SQLite handle, as the sqlite3 shell or an older nettrail would use. */
 static sqlite3 *raw_open(const char *path, int readonly)
 {
@@ -179,6 +207,8 @@ static void raw_migrate(sqlite3 *db, int upto)
 		sql_exec(db, pragma);
 	}
 }
+
+static int same_set(const char *list, const char *const *items, int n);
 
 static int64_t put_process(struct store *s, uint32_t pid, uint64_t start_ns, const char *cmdline,
 			   const char *scope, int64_t run_id)
@@ -437,6 +467,106 @@ static void test_readonly_older(void **state)
 
 	assert_int_equal(store_open(f->path, STORE_READONLY, &s), -ENOMEDIUM);
 	assert_int_equal(raw_user_version(f->path), prev);
+}
+
+/*
+ * A database of schema version 1 with a run, a process and two connections, as an older
+ * nettrail wrote them: store_open migrates it, every row keeps its values, the DNS tables
+ * appear, and the `dependencies` view (now every domain, not the largest) shows the old rows.
+ */
+static void test_migrate_1_to_2_keeps_rows(void **state)
+{
+	static const char *const v1_rows =
+		"INSERT INTO runs (id, scope, cgroup, cgroup_id, command, host, mode, boot_id,"
+		" started_ns, ended_ns, exit_status) VALUES (7, 'web', '/sys/fs/cgroup/nettrail/web',"
+		" 4711, 'make test', 'builder', 'agent', 'old-boot', 1700000000123456789,"
+		" 1700000005123456789, 2);"
+		"INSERT INTO processes (id, pid, start_ns, exec_id, ppid, uid, gid, comm, exe, cmdline,"
+		" cmdline_source, cgroup_id, scope, run_id, first_seen_ns, boot_id) VALUES (42, 100, 5,"
+		" 3, 1, 1000, 1001, 'curl', '/usr/bin/curl', 'curl https://a', 'proc', 4711, 'web', 7,"
+		" 1700000000123456789, 'old-boot');"
+		"INSERT INTO connections (id, time_ns, process_id, tid, run_id, scope, cgroup_id, kind,"
+		" family, proto, addr, addr_key, port, verdict) VALUES"
+		" (1, 1700000000123456789, 42, 101, 7, 'web', 4711, 'connect', 'ipv4', 'tcp',"
+		" '10.0.0.1', '00000000000000000000ffff0a000001', 443, 'allowed'),"
+		" (2, 1700000001123456789, 42, 102, 7, 'web', 4711, 'sendto', 'ipv6', 'udp',"
+		" '2001:db8::1', '20010db8000000000000000000000001', 53, 'would_block')";
+	static const char *const domains[] = { "a.example", "b.example" };
+	struct fixture *f = *state;
+	sqlite3 *db = raw_open(f->path, 0);
+	char buf[512];
+
+	raw_migrate(db, 1);
+	sql_exec(db, v1_rows);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'dns_queries'"), 0);
+	sqlite3_close(db);
+	assert_int_equal(raw_user_version(f->path), 1);
+
+	assert_int_equal(store_open(f->path, 0, &f->s), 0);
+	assert_int_equal(store_schema_version(f->s), store_schema_latest());
+	assert_int_equal(raw_user_version(f->path), store_schema_latest());
+	db = store_db(f->s);
+
+	/* Every row, every column, as it was written. */
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM runs"), 1);
+	assert_string_equal(sql_row(db, "SELECT id, scope, cgroup, cgroup_id, command, host, mode,"
+				    " boot_id, started_ns, ended_ns, exit_status, started, ended FROM runs",
+				    buf, sizeof(buf)),
+			    "7|web|/sys/fs/cgroup/nettrail/web|4711|make test|builder|agent|old-boot|"
+			    "1700000000123456789|1700000005123456789|2|"
+			    "2023-11-14T22:13:20.123Z|2023-11-14T22:13:25.123Z");
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM processes"), 1);
+	assert_string_equal(sql_row(db, "SELECT id, pid, start_ns, exec_id, ppid, uid, gid, comm, exe,"
+				    " cmdline, cmdline_source, cgroup_id, scope, run_id, first_seen_ns,"
+				    " boot_id FROM processes", buf, sizeof(buf)),
+			    "42|100|5|3|1|1000|1001|curl|/usr/bin/curl|curl https://a|proc|4711|web|7|"
+			    "1700000000123456789|old-boot");
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM connections"), 2);
+	assert_string_equal(sql_row(db, "SELECT id, time_ns, process_id, tid, run_id, scope, cgroup_id,"
+				    " kind, family, proto, addr, addr_key, port, verdict, domain, rule, time"
+				    " FROM connections WHERE id = 1", buf, sizeof(buf)),
+			    "1|1700000000123456789|42|101|7|web|4711|connect|ipv4|tcp|10.0.0.1|"
+			    "00000000000000000000ffff0a000001|443|allowed|NULL|NULL|2023-11-14T22:13:20.123Z");
+	assert_string_equal(sql_row(db, "SELECT id, time_ns, process_id, tid, run_id, scope, cgroup_id,"
+				    " kind, family, proto, addr, addr_key, port, verdict, domain, rule"
+				    " FROM connections WHERE id = 2", buf, sizeof(buf)),
+			    "2|1700000001123456789|42|102|7|web|4711|sendto|ipv6|udp|2001:db8::1|"
+			    "20010db8000000000000000000000001|53|would_block|NULL|NULL");
+
+	/* The DNS tables are there, empty, and usable. */
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+				     " AND name IN ('dns_queries', 'dns_answers')"), 2);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_queries"), 0);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 0);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"
+				     " AND name = 'dependencies'"
+				     " AND sql LIKE '%group_concat(DISTINCT domain)%'"), 1);
+
+	/* The view shows the old rows, with no domain. */
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dependencies"), 2);
+	assert_string_equal(sql_row(db, "SELECT scope, domain, proto, addr, port, attempts, first_seen,"
+				    " last_seen, processes, verdicts, first_cmdline FROM dependencies"
+				    " WHERE proto = 'tcp'", buf, sizeof(buf)),
+			    "web|NULL|tcp|10.0.0.1|443|1|2023-11-14T22:13:20.123Z|"
+			    "2023-11-14T22:13:20.123Z|1|allowed|curl https://a");
+	assert_string_equal(sql_row(db, "SELECT scope, domain, proto, addr, port, attempts, first_seen,"
+				    " last_seen, processes, verdicts, first_cmdline FROM dependencies"
+				    " WHERE proto = 'udp'", buf, sizeof(buf)),
+			    "web|NULL|udp|2001:db8::1|53|1|2023-11-14T22:13:21.123Z|"
+			    "2023-11-14T22:13:21.123Z|1|would_block|curl https://a");
+
+	/* New rows with two names for the old destination: the view lists both. */
+	for (int i = 0; i < 2; i++) {
+		struct conn_record c = conn(AF_INET, "10.0.0.1", 443, IPPROTO_TCP, NT_EV_CONNECT,
+					    NT_VERDICT_ALLOWED, T0 + (2 + i) * SEC);
+
+		assert_int_equal(store_insert_connection(f->s, &c, 42, "web", 7, domains[i]), 0);
+	}
+	assert_int_equal(sql_int(db, "SELECT attempts FROM dependencies WHERE proto = 'tcp'"), 3);
+	assert_true(same_set(sql_text(db, "SELECT domain FROM dependencies WHERE proto = 'tcp'", buf,
+				      sizeof(buf)), domains, 2));
+	assert_string_equal(sql_text(db, "SELECT first_cmdline FROM dependencies WHERE proto = 'tcp'",
+				     buf, sizeof(buf)), "curl https://a");
 }
 
 /* ---- runs ------------------------------------------------------------------------------ */
@@ -743,6 +873,58 @@ static void test_wal_readers(void **state)
 	sqlite3_close(reader);
 }
 
+/* The domain the agent resolved for a connection is stored as given, NULL as NULL. */
+static void test_connection_domain(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->s);
+	int64_t proc = put_process(f->s, 100, 5, "curl", "web", 0);
+	struct conn_record named = conn(AF_INET6, "2001:db8::7", 443, IPPROTO_TCP, NT_EV_CONNECT,
+					NT_VERDICT_ALLOWED, T0);
+	struct conn_record anon = conn(AF_INET, "10.0.0.7", 443, IPPROTO_TCP, NT_EV_CONNECT,
+				       NT_VERDICT_ALLOWED, T0 + 1);
+	char buf[128];
+
+	assert_int_equal(store_insert_connection(f->s, &named, proc, "web", 0, "api.example.com"), 0);
+	assert_int_equal(store_insert_connection(f->s, &anon, proc, "web", 0, NULL), 0);
+	assert_string_equal(sql_text(db, "SELECT domain FROM connections WHERE addr = '2001:db8::7'",
+				     buf, sizeof(buf)), "api.example.com");
+	assert_int_equal(sql_int(db, "SELECT domain IS NULL FROM connections WHERE addr = '10.0.0.7'"), 1);
+	assert_string_equal(sql_text(db, "SELECT domain FROM dependencies WHERE addr = '2001:db8::7'",
+				     buf, sizeof(buf)), "api.example.com");
+}
+
+/*
+ * A connect to a local resolver's unix socket (addr[0] indexes the known paths): the path is
+ * the address, family and proto 'unix', port 0. An index past the known paths is refused.
+ */
+static void test_connection_unix(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->s);
+	int64_t run = begin_run(f->s, "web", 4711);
+	int64_t proc = put_process(f->s, 100, 5, "getent hosts a", "web", run);
+	struct conn_record c = {
+		.time_ns = T0, .start_ns = 5, .cgroup_id = 77, .pid = 100, .tid = 103,
+		.family = AF_UNIX, .proto = 0, .kind = NT_EV_UNIX, .verdict = NT_VERDICT_ALLOWED,
+		.port = 0, .addr = { 1 },
+	};
+	char buf[512];
+
+	assert_int_equal(store_insert_connection(f->s, &c, proc, "web", run, NULL), 0);
+	assert_string_equal(sql_row(db, "SELECT time_ns, process_id, tid, run_id, scope, cgroup_id,"
+				    " kind, family, proto, addr, port, verdict, domain FROM connections",
+				    buf, sizeof(buf)),
+			    "1700000000123456789|1|103|1|web|77|connect|unix|unix|/run/nscd/socket|0|"
+			    "allowed|NULL");
+	assert_int_equal(proc, 1);
+	assert_int_equal(run, 1);
+
+	c.addr[0] = 200; /* no such resolver path */
+	assert_true(store_insert_connection(f->s, &c, proc, "web", run, NULL) < 0);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM connections"), 1);
+}
+
 /* ---- the dependencies view and the report ---------------------------------------------- */
 
 struct deps_data {
@@ -932,7 +1114,7 @@ static int run_report(sqlite3 *db, const struct report_filter *flt, char lines[]
 	return r;
 }
 
-#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen"
+#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain"
 
 /* The CSV report: header, one line per destination, quoting that survives a CSV reader. */
 static void test_report_csv(void **state)
@@ -949,7 +1131,7 @@ static void test_report_csv(void **state)
 	assert_int_equal(n, 5);
 	assert_string_equal(lines[0], CSV_HEADER);
 	for (int i = 1; i < n; i++) {
-		assert_int_equal(csv_split(lines[i], fields, 12), 9);
+		assert_int_equal(csv_split(lines[i], fields, 12), 10);
 		if (strcmp(fields[0], "web") || strcmp(fields[1], "tcp") || strcmp(fields[2], "10.0.0.1"))
 			continue;
 		found++;
@@ -993,7 +1175,7 @@ static void test_report_filters(void **state)
 	flt.scope = "db";
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
 	assert_int_equal(n, 2);
-	assert_int_equal(csv_split(lines[1], fields, 12), 9);
+	assert_int_equal(csv_split(lines[1], fields, 12), 10);
 	assert_string_equal(fields[0], "db");
 	assert_string_equal(fields[7], "psql");
 
@@ -1004,7 +1186,7 @@ static void test_report_filters(void **state)
 	flt.scope = NULL;
 	flt.run_id = d.run_a2;
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
-	assert_int_equal(csv_split(lines[1], fields, 12), 9);
+	assert_int_equal(csv_split(lines[1], fields, 12), 10);
 	assert_string_equal(fields[0], "web");
 	assert_string_equal(fields[1], "udp");
 
@@ -1023,6 +1205,182 @@ static void test_report_filters(void **state)
 	flt.since_ns = T0 + 10 * SEC;
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 0);
 	assert_int_equal(n, 1);
+}
+
+/* ---- DNS queries ----------------------------------------------------------------------- */
+
+/*
+ * www.example.com A? from tid 4242 in cgroup 77, answered NOERROR over UDP through the CNAME
+ * chain www.example.com -> cdn.example.net -> 127.0.0.10 and ::1.
+ */
+static struct dns_record dns_attributed(struct dns_record_rr rrs[3])
+{
+	struct dns_record d = {
+		.time_ns = T0, .attributed = 1,
+		.origin = { .start_ns = 5, .cgroup_id = 77, .pid = 100, .tid = 4242, .port = htons(53),
+			    .family = AF_INET, .addr = { 127, 0, 0, 53 } },
+		.qname = "www.example.com", .qtype = DNS_T_A, .rcode = DNS_R_NOERROR,
+		.proto = IPPROTO_UDP, .verdict = NT_VERDICT_ALLOWED,
+		.resolver = "127.0.0.53:53", .upstream = "192.0.2.1:53", .latency_ns = 1234567,
+		.error = NULL, .answers = 3, .n_rrs = 3, .rrs = rrs,
+	};
+
+	rrs[0] = (struct dns_record_rr){ .name = "www.example.com", .target = "cdn.example.net",
+					 .type = DNS_T_CNAME, .ttl = 300 };
+	rrs[1] = (struct dns_record_rr){ .name = "cdn.example.net", .type = DNS_T_A,
+					 .family = AF_INET, .ttl = 60, .addr = { 127, 0, 0, 10 } };
+	rrs[2] = (struct dns_record_rr){ .name = "cdn.example.net", .type = DNS_T_AAAA,
+					 .family = AF_INET6, .ttl = 30, .addr = { [15] = 1 } };
+	return d;
+}
+
+/* An attributed query: every column of the query, and the chain in answer order. */
+static void test_dns_insert_attributed(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->s);
+	struct dns_record_rr rrs[3];
+	struct dns_record d = dns_attributed(rrs);
+	int64_t run = begin_run(f->s, "web", 77);
+	int64_t proc = put_process(f->s, 100, 5, "curl https://www.example.com", "web", run);
+	char buf[512], want[512];
+
+	assert_int_equal(store_insert_dns(f->s, &d, proc, "web", run), 0);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_queries"), 1);
+	snprintf(want, sizeof(want),
+		 "1700000000123456789|2023-11-14T22:13:20.123Z|www.example.com|A|NOERROR|udp|"
+		 "127.0.0.53:53|192.0.2.1:53|1234567|allowed|NULL|3|NULL|4242|77|web|%lld|%lld",
+		 (long long)run, (long long)proc);
+	assert_string_equal(sql_row(db, "SELECT time_ns, time, qname, qtype, rcode, transport,"
+				    " resolver, upstream, latency_ns, verdict, rule, answers, error, tid,"
+				    " cgroup_id, scope, run_id, process_id FROM dns_queries",
+				    buf, sizeof(buf)), want);
+	/* Stored as integers, so that they compare and sum as numbers. */
+	assert_int_equal(sql_int(db, "SELECT typeof(latency_ns) = 'integer' AND typeof(tid) = 'integer'"
+				     " AND typeof(cgroup_id) = 'integer' FROM dns_queries"), 1);
+
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 3);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers a JOIN dns_queries q"
+				     " ON q.id = a.query_id"), 3);
+	assert_string_equal(sql_row(db, "SELECT group_concat(r, ';') FROM (SELECT name || ',' || type"
+				    " || ',' || value || ',' || coalesce(addr_key, 'NULL') || ',' || ttl"
+				    " AS r FROM dns_answers ORDER BY rowid)", buf, sizeof(buf)),
+			    "www.example.com,CNAME,cdn.example.net,NULL,300;"
+			    "cdn.example.net,A,127.0.0.10,00000000000000000000ffff7f00000a,60;"
+			    "cdn.example.net,AAAA,::1,00000000000000000000000000000001,30");
+	/* The keys join against connections.addr_key. */
+	insert_conn(f->s, AF_INET, "127.0.0.10", 443, IPPROTO_TCP, NT_VERDICT_ALLOWED, T0 + 1, proc,
+		    "web", run);
+	assert_string_equal(sql_text(db, "SELECT q.qname FROM connections c JOIN dns_answers a"
+				     " ON a.addr_key = c.addr_key JOIN dns_queries q ON q.id = a.query_id",
+				     buf, sizeof(buf)), "www.example.com");
+}
+
+/*
+ * A query whose sender is unknown, that got no answer from anyone: no process, thread,
+ * cgroup or run; no rcode, latency, resolver or upstream; the error says why.
+ */
+static void test_dns_insert_unattributed(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->s);
+	struct dns_record d = {
+		.time_ns = T0 + SEC, .attributed = 0,
+		.origin = { .cgroup_id = 99, .pid = 7, .tid = 8 }, /* not to be trusted: not stored */
+		.qname = "odd.example", .qtype = 65534, .rcode = -1, .proto = IPPROTO_TCP,
+		.verdict = NT_VERDICT_BLOCKED, .resolver = "", .upstream = "", .latency_ns = -1,
+		.error = "upstream timeout", .answers = 0, .n_rrs = 0, .rrs = NULL,
+	};
+	char buf[512];
+
+	assert_int_equal(store_insert_dns(f->s, &d, 0, "unknown", 0), 0);
+	assert_string_equal(sql_row(db, "SELECT time_ns, qname, qtype, rcode, transport, resolver,"
+				    " upstream, latency_ns, verdict, answers, error, tid, cgroup_id, scope,"
+				    " run_id, process_id FROM dns_queries", buf, sizeof(buf)),
+			    "1700000001123456789|odd.example|TYPE65534|NULL|tcp|NULL|NULL|NULL|blocked|"
+			    "0|upstream timeout|NULL|NULL|unknown|NULL|NULL");
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 0);
+
+	/* An attributed query may still lack parts: each missing one is NULL on its own. */
+	{
+		struct dns_record_rr rrs[3];
+		struct dns_record a = dns_attributed(rrs);
+
+		a.rcode = DNS_R_NXDOMAIN;
+		a.latency_ns = 0; /* an answer in no measurable time is an answer */
+		a.upstream[0] = '\0';
+		a.n_rrs = 0;
+		a.answers = 0;
+		assert_int_equal(store_insert_dns(f->s, &a, 0, "web", 0), 0);
+		assert_string_equal(sql_row(db, "SELECT rcode, resolver, upstream, latency_ns, tid,"
+					    " cgroup_id, process_id, run_id FROM dns_queries"
+					    " WHERE qname = 'www.example.com'", buf, sizeof(buf)),
+				    "NXDOMAIN|127.0.0.53:53|NULL|0|4242|77|NULL|NULL");
+	}
+}
+
+/*
+ * Pruning: old queries go with their answers and are counted; a recent query keeps its
+ * answers, and the process and run only it names.
+ */
+static void test_prune_dns(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->s);
+	struct prune_counts pc;
+	struct dns_record_rr rrs[3];
+	struct dns_record d = dns_attributed(rrs);
+	int64_t run_old, run_kept, p_old, p_kept, kept_id;
+
+	run_old = begin_run(f->s, "web", 1);
+	run_kept = begin_run(f->s, "web", 2);
+	assert_int_equal(store_run_end(f->s, run_old, T0, 0), 0);
+	assert_int_equal(store_run_end(f->s, run_kept, T0, 0), 0);
+	p_old = put_process(f->s, 200, 2, "old", "web", run_old);
+	p_kept = put_process(f->s, 100, 1, "kept", "web", run_kept);
+
+	/* Three old queries of three answers each, one old unattributed without answers. */
+	for (int i = 0; i < 3; i++) {
+		d.time_ns = T0 + i;
+		assert_int_equal(store_insert_dns(f->s, &d, p_old, "web", run_old), 0);
+	}
+	d.n_rrs = 0;
+	d.attributed = 0;
+	assert_int_equal(store_insert_dns(f->s, &d, 0, "unknown", 0), 0);
+	/* The recent one, with one answer. */
+	d.time_ns = T0 + 10 * SEC;
+	d.attributed = 1;
+	d.rrs = &rrs[1];
+	d.n_rrs = 1;
+	assert_int_equal(store_insert_dns(f->s, &d, p_kept, "web", run_kept), 0);
+	kept_id = sql_int(db, "SELECT id FROM dns_queries WHERE time_ns = 1700000010123456789");
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_queries"), 5);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 10);
+
+	assert_int_equal(store_prune(f->s, T0 + 5 * SEC, &pc), 0);
+	assert_int_equal(pc.dns_queries, 4);
+	assert_int_equal(pc.connections, 0);
+	assert_int_equal(pc.processes, 1);
+	assert_int_equal(pc.runs, 1);
+
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_queries"), 1);
+	assert_int_equal(sql_int(db, "SELECT id FROM dns_queries"), kept_id);
+	assert_int_equal(sql_int(db, "SELECT time_ns FROM dns_queries"), T0 + 10 * SEC);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 1);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers WHERE query_id = (SELECT id"
+				     " FROM dns_queries) AND value = '127.0.0.10'"), 1);
+	/* The process and run only the kept query names are kept; the others are gone. */
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM processes"), 1);
+	assert_int_equal(sql_int(db, "SELECT id FROM processes"), p_kept);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM runs"), 1);
+	assert_int_equal(sql_int(db, "SELECT id FROM runs"), run_kept);
+	assert_int_not_equal(p_old, p_kept);
+
+	/* Pruning again removes nothing more. */
+	assert_int_equal(store_prune(f->s, T0 + 5 * SEC, &pc), 0);
+	assert_int_equal(pc.dns_queries, 0);
+	assert_int_equal(pc.processes, 0);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM dns_answers"), 1);
 }
 
 /* ---- stats ----------------------------------------------------------------------------- */
@@ -1098,15 +1456,21 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly_missing_file, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_uptodate, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_older, setup_dir, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_1_to_2_keeps_rows, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_runs, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_processes, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_connections_batch, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_connections_addr_key_order, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_readers, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_domain, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_unix, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_dependencies_view, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_report_csv, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_report_filters, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_dns_insert_attributed, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_dns_insert_unattributed, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_dns, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_between, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_state, setup_store, teardown),
 	};
