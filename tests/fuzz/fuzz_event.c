@@ -4,7 +4,8 @@
  * and content, then addr_format() and addr_key() (agent/addr.c) on what it accepted.
  *
  * Every sample event_decode() accepts has a family the rest of the agent can format and
- * key; anything else is a bug in the checks, so the target aborts.
+ * key, or is a connect to a known local resolver's unix socket; anything else is a bug in
+ * the checks, so the target aborts.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -23,6 +24,18 @@ static void check_record(const struct conn_record *r)
 	char text[ADDR_TEXT_MAX];
 	uint8_t key[16];
 
+	/* A local resolver's unix socket: a known path, and nothing of an IP address. */
+	if (r->kind == NT_EV_UNIX) {
+		if (r->family != NT_AF_UNIX || !event_resolver_path(r->addr[0])) {
+			fprintf(stderr, "event_decode accepted a unix event of family %u, path %u\n",
+				r->family, r->addr[0]);
+			abort();
+		}
+		if (r->verdict > NT_VERDICT_BLOCKED)
+			abort();
+		(void)event_kind_name(r->kind);
+		return;
+	}
 	if (r->family != AF_INET && r->family != AF_INET6) {
 		fprintf(stderr, "event_decode accepted family %u\n", r->family);
 		abort();
