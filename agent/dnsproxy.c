@@ -26,6 +26,8 @@
 #define TCP_OUT_MAX (256 * 1024) /* a client that does not read its answers is dropped */
 #define FRAME_MAX (2 + DNS_MSG_MAX)
 #define UDP_BATCH 64        /* datagrams per wake-up and socket, so no socket starves another */
+#define QUERY_MAX 4096      /* a real query is a few hundred bytes: larger ones are refused, so
+			       16384 queries in flight hold at most 64 MiB */
 
 enum pfd_kind { PFD_UDP_LISTEN, PFD_TCP_LISTEN, PFD_UPSTREAM_UDP, PFD_TCP_CLIENT, PFD_TCP_UPSTREAM };
 
@@ -49,7 +51,8 @@ struct upstream {
 /* What a query's record needs, whichever way it is answered. */
 struct query_meta {
 	int64_t time_ns;
-	int64_t sent_ms;
+	int64_t sent_ms;      /* CLOCK_MONOTONIC, for the deadline; -1 until sent */
+	int64_t sent_ns;      /* CLOCK_MONOTONIC, for the latency */
 	int attributed;
 	struct nt_dns_origin origin;
 	uint8_t proto;
@@ -114,7 +117,8 @@ struct dnsproxy {
 	struct pending *pend;
 	int32_t head, tail;
 	unsigned inflight;
-	uint64_t rng;
+	uint8_t rnd[4096];
+	size_t rnd_pos;
 	struct upstream *ups[UPSTREAM_MAX];
 	struct tcpconn *conns;
 	unsigned n_conns;
@@ -137,6 +141,14 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static int64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -145,13 +157,25 @@ static int64_t wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static uint64_t rng_next(struct dnsproxy *p)
+/*
+ * Upstream ids come from the kernel's CSPRNG, a buffer at a time: an id an attacker saw must
+ * not predict the next (a linear generator would), or spoofing an answer needs no guess.
+ */
+static uint16_t random_id(struct dnsproxy *p)
 {
-	/* xorshift64*: unpredictable enough for ids once seeded from getrandom() */
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 0x2545F4914F6CDD1DULL;
+	uint16_t id;
+
+	if (p->rnd_pos + sizeof(id) > sizeof(p->rnd)) {
+		if (getrandom(p->rnd, sizeof(p->rnd), 0) != (ssize_t)sizeof(p->rnd)) {
+			/* Not expected once the pool is initialised; still differ from the last. */
+			for (size_t i = 0; i < sizeof(p->rnd); i++)
+				p->rnd[i] ^= (uint8_t)(wall_ns() >> (i % 8));
+		}
+		p->rnd_pos = 0;
+	}
+	memcpy(&id, p->rnd + p->rnd_pos, sizeof(id));
+	p->rnd_pos += sizeof(id);
+	return id;
 }
 
 void dnsproxy_format_addr(int family, const uint8_t *addr, uint16_t port_be, char *buf, size_t len)
@@ -399,7 +423,7 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	rec->verdict = NT_VERDICT_ALLOWED;
 	memcpy(rec->resolver, m->resolver, sizeof(rec->resolver));
 	memcpy(rec->upstream, m->upstream, sizeof(rec->upstream));
-	rec->latency_ns = answer && m->sent_ms >= 0 ? wall_ns() - m->time_ns : -1;
+	rec->latency_ns = answer && m->sent_ms >= 0 ? mono_ns() - m->sent_ns : -1;
 	rec->error = error;
 	rec->answers = answers;
 	rec->n_rrs = n_rrs;
@@ -418,6 +442,21 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 		}
 	}
 	p->h.record(p->h.ctx, rec);
+}
+
+/*
+ * What a message the proxy does not forward gets: nothing if it is not a query (answering a
+ * response could start a loop between two reflectors) or has no header; NOTIMP for an opcode
+ * other than QUERY; FORMERR otherwise. Returns the answer's length, or 0.
+ */
+static size_t query_reject(const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
+{
+	struct dns_header h;
+
+	if (dns_parse_header(msg, len, &h) != DNS_OK || dns_qr(h.flags))
+		return 0;
+	return dns_make_error(msg, len, dns_opcode(h.flags) ? DNS_R_NOTIMP : DNS_R_FORMERR, out,
+			      cap);
 }
 
 /* ---- UDP ----------------------------------------------------------------------------------- */
@@ -478,7 +517,7 @@ static int32_t pending_alloc(struct dnsproxy *p)
 	if (p->inflight >= INFLIGHT_MAX)
 		return -1;
 	for (;;) {
-		int32_t i = (int32_t)(rng_next(p) & 0xffff);
+		int32_t i = random_id(p);
 
 		if (!p->pend[i].used)
 			return i;
@@ -546,6 +585,17 @@ static struct upstream *upstream_get(struct dnsproxy *p, const struct dnsproxy_u
 	return u;
 }
 
+static void upstream_fail_all(struct dnsproxy *p, struct upstream *u, const char *error)
+{
+	for (int32_t i = p->head, next; i >= 0; i = next) {
+		next = p->pend[i].next;
+		if (p->pend[i].up == u) {
+			p->c.upstream_error++;
+			pending_fail(p, i, error);
+		}
+	}
+}
+
 static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len,
 		      const struct sockaddr_storage *from, socklen_t fromlen)
 {
@@ -559,10 +609,9 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	int r;
 
 	p->c.queries++;
-	r = dns_parse_query(msg, len, &p->q);
-	if (r != DNS_OK) {
+	if (len > QUERY_MAX || dns_parse_query(msg, len, &p->q) != DNS_OK) {
 		uint8_t out[DNS_MSG_MAX];
-		size_t n = dns_make_error(msg, len, DNS_R_FORMERR, out, sizeof(out));
+		size_t n = query_reject(msg, len, out, sizeof(out));
 
 		p->c.malformed++;
 		if (n)
@@ -588,7 +637,13 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 		return;
 	}
 	up = upstream_get(p, &up_addr);
-	i = up ? pending_alloc(p) : -1;
+	if (!up) {
+		p->c.upstream_error++;
+		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL,
+				 "upstream unreachable", from, fromlen);
+		return;
+	}
+	i = pending_alloc(p);
 	if (i < 0) {
 		p->c.overload++;
 		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL, "overloaded",
@@ -613,6 +668,7 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	e->up = up;
 	e->meta = m;
 	e->meta.sent_ms = mono_ms();
+	e->meta.sent_ns = mono_ns();
 	up->inflight++;
 	p->inflight++;
 	e->prev = p->tail;
@@ -623,8 +679,13 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 		p->head = i;
 	p->tail = i;
 	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0) {
-		p->c.upstream_error++;
-		pending_fail(p, i, "upstream unreachable");
+		/* An ICMP error from an earlier datagram, reported now: the resolver is not there. */
+		if (errno == ECONNREFUSED) {
+			upstream_fail_all(p, up, "upstream refused");
+		} else {
+			p->c.upstream_error++;
+			pending_fail(p, i, "upstream unreachable");
+		}
 	}
 }
 
@@ -641,17 +702,6 @@ static void udp_listener_readable(struct dnsproxy *p, int listener)
 		if (n == 0 && p->h.before_query)
 			p->h.before_query(p->h.ctx);
 		udp_query(p, listener, p->buf, (size_t)len, &from, fromlen);
-	}
-}
-
-static void upstream_fail_all(struct dnsproxy *p, struct upstream *u, const char *error)
-{
-	for (int32_t i = p->head, next; i >= 0; i = next) {
-		next = p->pend[i].next;
-		if (p->pend[i].up == u) {
-			p->c.upstream_error++;
-			pending_fail(p, i, error);
-		}
 	}
 }
 
@@ -707,11 +757,15 @@ static int buf_append(struct buf *b, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* A length and its message, or neither: half a frame would garble the stream. */
 static int buf_append_frame(struct buf *b, const uint8_t *msg, size_t len)
 {
 	uint8_t hdr[2] = { (uint8_t)(len >> 8), (uint8_t)len };
-	int r = buf_append(b, hdr, 2);
+	int r;
 
+	if (b->len + 2 + len > TCP_OUT_MAX)
+		return -ENOBUFS;
+	r = buf_append(b, hdr, 2);
 	return r < 0 ? r : buf_append(b, msg, len);
 }
 
@@ -733,7 +787,8 @@ static void tcp_close(struct dnsproxy *p, struct tcpconn *c);
 
 static void tcp_update_watch(struct dnsproxy *p, struct tcpconn *c)
 {
-	pfd_watch(p, &c->pfd, EPOLLIN | (c->out.len ? EPOLLOUT : 0));
+	/* After the client's EOF its socket stays readable: watching that would spin. */
+	pfd_watch(p, &c->pfd, (c->client_eof ? 0 : EPOLLIN) | (c->out.len ? EPOLLOUT : 0));
 	if (c->up_pfd.fd >= 0)
 		pfd_watch(p, &c->up_pfd,
 			  EPOLLIN | (!c->up_connected || c->up_out.len ? EPOLLOUT : 0));
@@ -803,9 +858,9 @@ static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg,
 	int r;
 
 	p->c.queries++;
-	if (dns_parse_query(msg, len, &p->q) != DNS_OK) {
+	if (len > QUERY_MAX || dns_parse_query(msg, len, &p->q) != DNS_OK) {
 		uint8_t out[DNS_MSG_MAX];
-		size_t n = dns_make_error(msg, len, DNS_R_FORMERR, out, sizeof(out));
+		size_t n = query_reject(msg, len, out, sizeof(out));
 
 		p->c.malformed++;
 		if (n)
@@ -848,6 +903,7 @@ static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg,
 	q->used = 1;
 	q->meta = m;
 	q->meta.sent_ms = mono_ms();
+	q->meta.sent_ns = mono_ns();
 	c->n_pend++;
 	if (c->up_connected && buf_flush(&c->up_out, c->up_pfd.fd) < 0)
 		tcp_fail_all(p, c, "upstream closed the connection");
@@ -993,9 +1049,15 @@ static void tcp_close(struct dnsproxy *p, struct tcpconn *c)
 {
 	struct tcpconn **pp;
 
-	for (int i = 0; i < TCP_PIPELINE_MAX; i++)
-		if (c->pend[i].used)
-			free(c->pend[i].query);
+	/* Queries forwarded but not answered: recorded, there is no one left to answer. */
+	for (int i = 0; i < TCP_PIPELINE_MAX; i++) {
+		struct tcp_pending *q = &c->pend[i];
+
+		if (q->used) {
+			record_emit(p, &q->meta, q->query, q->qlen, NULL, 0, -1, "client gone");
+			free(q->query);
+		}
+	}
 	pfd_close(p, &c->pfd);
 	pfd_close(p, &c->up_pfd);
 	free(c->out.data);
@@ -1157,8 +1219,7 @@ int dnsproxy_open(const struct dnsproxy_opts *o, const struct dnsproxy_hooks *h,
 	}
 	for (int i = 0; i < PENDING_MAX; i++)
 		p->pend[i].prev = p->pend[i].next = -1;
-	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng) || p->rng == 0)
-		p->rng = (uint64_t)wall_ns() | 1;
+	p->rnd_pos = sizeof(p->rnd); /* drawn at the first id */
 	r = bind_all(p, o->port, why);
 	if (r < 0)
 		goto fail;

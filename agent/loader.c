@@ -8,6 +8,7 @@
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/utsname.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -248,7 +249,13 @@ int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_
 
 	if (bpf_map_lookup_elem(fd, key, ret) < 0)
 		return 0;
-	bpf_map_delete_elem(fd, key);
+	/*
+	 * A UDP entry stays (the LRU evicts it): a socket may send the same id to several
+	 * resolvers at once (musl does), and each copy must find its sender. A later packet with
+	 * the same port and id replaces it before the proxy can read that packet.
+	 */
+	if (key->proto == IPPROTO_TCP)
+		bpf_map_delete_elem(fd, key);
 	return 1;
 }
 

@@ -698,6 +698,8 @@ static void dns_record_done(void *ctx, struct dns_record *rec)
 	struct tracker *t = ctx;
 	struct qitem it = { .type = QI_DNS, .dns = rec };
 
+	/* The sender's connect or sendto event, and its process, go to the writer first. */
+	ring_buffer__consume(t->rb);
 	if (queue_push(&t->q, &it) < 0) {
 		t->dns_queue_full++;
 		free(rec);
@@ -1028,6 +1030,7 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 	ring_buffer__consume(t->rb);
 	/* Queries still waiting for their upstream are answered (SERVFAIL) and recorded. */
 	if (t->dns) {
+		dnsproxy_dispatch(t->dns); /* what arrived before the detach is answered */
 		dnsproxy_abandon(t->dns);
 		dnsproxy_counts(t->dns, &t->dns_final);
 		dnsproxy_close(t->dns);

@@ -265,8 +265,8 @@ const volatile __u32 agent_tgid = 0;
 const volatile __u64 agent_netns = 0; /* 0: unknown, not checked */
 const volatile __u8 refuse_resolver_sockets = 1;
 
-#define DNS_PORT_BE 0x3500 /* bpf_htons(53) */
-#define LOOPBACK4_BE 0x0100007f /* bpf_htonl(INADDR_LOOPBACK) */
+#define DNS_PORT_BE bpf_htons(53)
+#define LOOPBACK4_BE bpf_htonl(0x7f000001) /* INADDR_LOOPBACK */
 
 /* Per socket: the resolver it asked for, and who asked. Freed with the socket. */
 struct {
@@ -342,6 +342,12 @@ static __always_inline void dns_redirect6(struct bpf_sock_addr *ctx)
 	int mapped;
 
 	if (!dns_should_redirect(ctx))
+		return;
+	/*
+	 * A link-local resolver (fe80::1%eth0) is reached through a scope id the hook cannot
+	 * see: the proxy could not reach it, so it is left alone.
+	 */
+	if ((ctx->user_ip6[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
 		return;
 	mapped = ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
 		 ctx->user_ip6[2] == bpf_htonl(0xffff);

@@ -220,6 +220,41 @@ def dns_garbage(host, port, n):
         s.sendto(bad[i % len(bad)], (host, port))
 
 
+def tcp_hang(host, port):
+    """A TCP resolver that accepts and never answers."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(16)
+    print("ready", flush=True)
+    conns = []
+    while True:
+        conns.append(s.accept()[0])
+
+
+def dns_query(name, qtype=1, ident=0x1234):
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return (ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" +
+            labels + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01")
+
+
+def dns_tcp_halfclose(host, name):
+    """One query over TCP to host:53, then shutdown(SHUT_WR): prints the answer's rcode."""
+    check_loopback(host)
+    s = socket.create_connection((host, 53), timeout=10)
+    q = dns_query(name)
+    s.sendall(len(q).to_bytes(2, "big") + q)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(f"rcode {data[5] & 0xf}" if len(data) >= 6 else "no answer")
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -254,6 +289,10 @@ def main(argv):
         udp_sink(args[0], int(args[1]))
     elif cmd == "dns-garbage":
         dns_garbage(args[0], int(args[1]), int(args[2]))
+    elif cmd == "tcp-hang":
+        tcp_hang(args[0], int(args[1]))
+    elif cmd == "dns-tcp-halfclose":
+        dns_tcp_halfclose(args[0], args[1])
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

@@ -230,3 +230,24 @@ test_dns_resolver_unix_socket_refused() {
 		"1 unix /run/nscd/socket 0 blocked
 2 unix /run/nscd/socket 0 allowed" "recorded"
 }
+
+test_dns_tcp_client_gone_quiet_and_answered() {
+	# A TCP client sends a query and closes its side while the upstream never answers: the
+	# proxy must wait for the answer without spinning, then answer SERVFAIL at its deadline.
+	bg "$PY" "$NETUTIL" tcp-hang 127.0.0.96 53 >"$T/hang"
+	wait_for "$T/hang" ready || fail "hanging resolver did not start"
+	"$NETTRAIL" run --db "$DB" --dns-timeout 2s -- "$PY" "$NETUTIL" dns-tcp-halfclose 127.0.0.96 ci.example.test \
+		>"$T/out" 2>"$T/report" &
+	local run=$! cpu0 cpu
+	# CPU time of nettrail itself (utime + stime, in clock ticks) over 1 s while the query
+	# waits (loading the programs, before, is not counted).
+	sleep 0.7
+	cpu0=$(awk '{ print $14 + $15 }' "/proc/$run/stat")
+	sleep 1
+	cpu=$(($(awk '{ print $14 + $15 }' "/proc/$run/stat") - cpu0))
+	wait "$run"
+	expect_eq "$(cat "$T/out")" "rcode 2" "SERVFAIL at the deadline"
+	[ "$cpu" -le 20 ] || fail "nettrail used $cpu ticks of CPU in 1 s while waiting"
+	expect_eq "$(q "$DB" "select transport, rcode, error from dns_queries" | tr '|' ' ')" \
+		"tcp SERVFAIL upstream timeout" "recorded"
+}
