@@ -63,6 +63,8 @@ www.example.test. CNAME ci.example.test.
 ci.example.test. A 127.0.0.10
 ci.example.test. AAAA ::1" "answers as dnsmasq gives them"
 	expect_match "$(grep -c 'SERVER: 127.0.0.2#53' "$T/dig.out")" "^2$" "dig names the resolver it asked"
+	# dig asks with EDNS0 (and a cookie): the OPT record comes back through the proxy.
+	expect_eq "$(grep -c 'EDNS: version: 0' "$T/dig.out")" 3 "EDNS0 passed through"
 	expect_eq "$(dns_rows)" "dig ci.example.test A NOERROR udp 127.0.0.2:53
 dig www.example.test A NOERROR tcp 127.0.0.2:53
 dig ci.example.test AAAA NOERROR udp [::1]:53" "dns_queries"
