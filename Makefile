@@ -37,7 +37,7 @@ endif
 BUILD_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
 	libsqlite3-dev libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev
 TEST_PKGS  := sqlite3 python3 curl netcat-openbsd iproute2 util-linux procps dnsmasq-base \
-	bind9-dnsutils prometheus protobuf-compiler python3-protobuf dnsperf
+	bind9-dnsutils prometheus protobuf-compiler python3-protobuf dnsperf musl-tools
 
 PKGS      := libbpf libelf zlib sqlite3
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

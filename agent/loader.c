@@ -246,16 +246,19 @@ int loader_has_unix_hook(struct loader *l)
 int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_dns_origin *ret)
 {
 	int fd = bpf_map__fd(l->skel->maps.dns_origin);
+	struct nt_dns_origins q;
 
-	if (bpf_map_lookup_elem(fd, key, ret) < 0)
+	if (bpf_map_lookup_elem(fd, key, &q) < 0 || q.n == 0 || q.n > NT_DNS_ORIGIN_Q)
 		return 0;
-	/*
-	 * A UDP entry stays (the LRU evicts it): a socket may send the same id to several
-	 * resolvers at once (musl does), and each copy must find its sender. A later packet with
-	 * the same port and id replaces it before the proxy can read that packet.
-	 */
-	if (key->proto == IPPROTO_TCP)
+	/* The oldest copy is the packet the proxy reads now: packets of a socket stay in order. */
+	*ret = q.o[0];
+	if (q.n == 1) {
 		bpf_map_delete_elem(fd, key);
+		return 1;
+	}
+	memmove(&q.o[0], &q.o[1], (q.n - 1) * sizeof(q.o[0]));
+	q.n--;
+	bpf_map_update_elem(fd, key, &q, BPF_EXIST);
 	return 1;
 }
 

@@ -38,8 +38,8 @@ int loader_counters(struct loader *l, uint64_t out[NT_CNT_MAX]);
 int loader_has_unix_hook(struct loader *l);
 
 /*
- * The origin of a DNS query that reached the proxy (who sent it, and to which resolver):
- * 1 found, 0 not.
+ * The origin of a DNS query that reached the proxy (who sent it, and to which resolver),
+ * taken out of the map: 1 found, 0 not.
  */
 int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_dns_origin *ret);
 

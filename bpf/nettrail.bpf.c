@@ -276,13 +276,31 @@ struct {
 	__type(value, struct nt_dns_origin);
 } dns_socks SEC(".maps");
 
-/* Per query, keyed as the proxy sees it; the proxy deletes what it has read. */
+/* Per query, keyed as the proxy sees it; the proxy takes the oldest out as it reads. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct nt_dns_key);
-	__type(value, struct nt_dns_origin);
+	__type(value, struct nt_dns_origins);
 } dns_origin SEC(".maps");
+
+/* The same id to several resolvers: queued behind the earlier copies, up to NT_DNS_ORIGIN_Q. */
+static __always_inline void dns_file_origin(const struct nt_dns_key *key, __u64 cookie,
+					    const struct nt_dns_origin *o)
+{
+	struct nt_dns_origins *q = bpf_map_lookup_elem(&dns_origin, key);
+	struct nt_dns_origins fresh = { .cookie = cookie, .n = 1 };
+	__u32 n;
+
+	if (q && q->cookie == cookie && q->n < NT_DNS_ORIGIN_Q) {
+		n = q->n & (NT_DNS_ORIGIN_Q - 1);
+		__builtin_memcpy(&q->o[n], o, sizeof(*o));
+		q->n = n + 1;
+		return;
+	}
+	__builtin_memcpy(&fresh.o[0], o, sizeof(*o));
+	bpf_map_update_elem(&dns_origin, key, &fresh, BPF_ANY);
+}
 
 static __always_inline int dns_should_redirect(struct bpf_sock_addr *ctx)
 {
@@ -489,7 +507,7 @@ int nt_egress(struct __sk_buff *skb)
 		return 1;
 	o = bpf_sk_storage_get(&dns_socks, sk, 0, 0);
 	if (o)
-		bpf_map_update_elem(&dns_origin, &key, o, BPF_ANY);
+		dns_file_origin(&key, bpf_get_socket_cookie(skb), o);
 	return 1;
 }
 

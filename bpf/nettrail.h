@@ -75,6 +75,19 @@ struct nt_dns_origin {
 	__u8 addr[16]; /* the resolver, network byte order, as the socket named it */
 };
 
+/*
+ * The origins filed under one key, oldest first: a socket may send one query to several
+ * resolvers at once (musl does), each copy with the same port and id, and the proxy reads
+ * them in the order they were sent.
+ */
+#define NT_DNS_ORIGIN_Q 4
+struct nt_dns_origins {
+	__u64 cookie; /* the socket's: another socket's packet under the key starts over */
+	__u32 n;      /* valid entries in o */
+	__u32 _pad;
+	struct nt_dns_origin o[NT_DNS_ORIGIN_Q];
+};
+
 struct nt_dns_key {
 	__u16 port;   /* the client's port, host byte order */
 	__u16 id;     /* the query's id, host byte order; 0 for TCP, where the connection is the key */

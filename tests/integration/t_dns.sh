@@ -32,9 +32,11 @@ start_dnsmasq() {
 	fail "dnsmasq did not start: $(cat "$T/dnsmasq.log" 2>/dev/null)"
 }
 
-# Runs "$@" in a private mount namespace whose resolv.conf names only $RESOLVER.
+# Runs "$@" in a private mount namespace whose resolv.conf names only $RESOLVER (or the
+# addresses in $NAMESERVERS).
 in_private_resolv() {
-	printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$RESOLVER" >"$T/resolv.conf"
+	{ for ns in ${NAMESERVERS:-$RESOLVER}; do echo "nameserver $ns"; done
+	  echo "options timeout:2 attempts:1"; } >"$T/resolv.conf"
 	printf 'hosts: files dns\n' >"$T/nsswitch.conf"
 	unshare -m -- sh -c 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf &&
 		shift 2 && exec "$@"' sh "$T/resolv.conf" "$T/nsswitch.conf" "$@"
@@ -252,4 +254,22 @@ test_dns_tcp_client_gone_quiet_and_answered() {
 	[ "$cpu" -le 20 ] || fail "nettrail used $cpu ticks of CPU in 1 s while waiting"
 	expect_eq "$(q "$DB" "select transport, rcode, error from dns_queries" | tr '|' ' ')" \
 		"tcp SERVFAIL upstream timeout" "recorded"
+}
+
+test_dns_musl_asks_every_nameserver_at_once() {
+	# musl sends one query, one id, from one socket, to every nameserver at once: each copy
+	# goes to its own resolver and is recorded as such. 127.0.0.3 has no resolver.
+	command -v musl-gcc >/dev/null || { fail "musl-gcc missing (make deps installs musl-tools)"; return; }
+	musl-gcc -static -O1 -o "$T/musl_resolve" "$here/musl_resolve.c" || { fail "build"; return; }
+	start_dnsmasq
+	NAMESERVERS="127.0.0.2 127.0.0.3" in_private_resolv "$NETTRAIL" run --db "$DB" -- \
+		"$T/musl_resolve" ci.example.test >"$T/out" 2>"$T/report"
+	expect_eq "$(cat "$T/out")" 127.0.0.10 "musl resolved"
+	expect_eq "$(q "$DB" "select distinct resolver, upstream, rcode from dns_queries where qtype = 'A'
+		order by resolver" | tr '|' ' ')" \
+		"127.0.0.2:53 127.0.0.2:53 NOERROR
+127.0.0.3:53 127.0.0.3:53 SERVFAIL" "each copy to the resolver it was sent to"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries d join processes p on p.id = d.process_id
+		where p.exe like '%/musl_resolve'")" "$(q "$DB" "select count(*) from dns_queries")" \
+		"all attributed to the musl program"
 }
