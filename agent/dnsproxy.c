@@ -60,17 +60,18 @@ struct query_meta {
 	char upstream[64];
 };
 
+/* A UDP query in flight, allocated with its bytes; slots[id] names it by upstream id. */
 struct pending {
-	int used;
-	int listener;       /* index into udp listeners */
+	struct pending *prev, *next; /* the deadline list: oldest first */
+	int listener;                /* index into udp listeners */
+	uint16_t id;                 /* the proxy's, towards the upstream */
 	uint16_t client_id;
-	int32_t prev, next; /* the deadline list: oldest first */
 	struct sockaddr_storage client;
 	socklen_t client_len;
 	struct upstream *up;
 	struct query_meta meta;
-	uint8_t *query;     /* as forwarded, with the proxy's id */
 	uint16_t qlen;
+	uint8_t query[];             /* as forwarded, with the proxy's id */
 };
 
 struct buf {
@@ -114,8 +115,8 @@ struct dnsproxy {
 	uint16_t port;
 	int has_v6;
 	struct pfd udp[2], tcp[2]; /* [0] IPv4, [1] IPv6 (fd -1 when absent) */
-	struct pending *pend;
-	int32_t head, tail;
+	struct pending **slots;      /* PENDING_MAX: a pointer per id, the queries only as needed */
+	struct pending *head, *tail;
 	unsigned inflight;
 	uint8_t rnd[4096];
 	size_t rnd_pos;
@@ -483,55 +484,48 @@ static void udp_answer_error(struct dnsproxy *p, int listener, const struct quer
 	}
 }
 
-static void pending_unlink(struct dnsproxy *p, int32_t i)
+static void pending_unlink(struct dnsproxy *p, struct pending *e)
 {
-	struct pending *e = &p->pend[i];
-
-	if (e->prev >= 0)
-		p->pend[e->prev].next = e->next;
+	if (e->prev)
+		e->prev->next = e->next;
 	else
 		p->head = e->next;
-	if (e->next >= 0)
-		p->pend[e->next].prev = e->prev;
+	if (e->next)
+		e->next->prev = e->prev;
 	else
 		p->tail = e->prev;
-	e->prev = e->next = -1;
+	e->prev = e->next = NULL;
 }
 
-static void pending_free(struct dnsproxy *p, int32_t i)
+static void pending_free(struct dnsproxy *p, struct pending *e)
 {
-	struct pending *e = &p->pend[i];
-
-	pending_unlink(p, i);
+	pending_unlink(p, e);
 	if (e->up)
 		e->up->inflight--;
-	free(e->query);
-	memset(e, 0, sizeof(*e));
-	e->prev = e->next = -1;
+	p->slots[e->id] = NULL;
+	free(e);
 	p->inflight--;
 }
 
 /* A free id, chosen at random: ids the upstream sees say nothing of the clients'. */
-static int32_t pending_alloc(struct dnsproxy *p)
+static int32_t pending_id(struct dnsproxy *p)
 {
 	if (p->inflight >= INFLIGHT_MAX)
 		return -1;
 	for (;;) {
 		int32_t i = random_id(p);
 
-		if (!p->pend[i].used)
+		if (!p->slots[i])
 			return i;
 	}
 }
 
 /* Gives up a pending query: SERVFAIL to its client. */
-static void pending_fail(struct dnsproxy *p, int32_t i, const char *error)
+static void pending_fail(struct dnsproxy *p, struct pending *e, const char *error)
 {
-	struct pending *e = &p->pend[i];
-
 	udp_answer_error(p, e->listener, &e->meta, e->query, e->qlen, e->client_id, DNS_R_SERVFAIL,
 			 error, &e->client, e->client_len);
-	pending_free(p, i);
+	pending_free(p, e);
 }
 
 static struct upstream *upstream_get(struct dnsproxy *p, const struct dnsproxy_upstream *addr)
@@ -587,11 +581,11 @@ static struct upstream *upstream_get(struct dnsproxy *p, const struct dnsproxy_u
 
 static void upstream_fail_all(struct dnsproxy *p, struct upstream *u, const char *error)
 {
-	for (int32_t i = p->head, next; i >= 0; i = next) {
-		next = p->pend[i].next;
-		if (p->pend[i].up == u) {
+	for (struct pending *e = p->head, *next; e; e = next) {
+		next = e->next;
+		if (e->up == u) {
 			p->c.upstream_error++;
-			pending_fail(p, i, error);
+			pending_fail(p, e, error);
 		}
 	}
 }
@@ -643,24 +637,24 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 				 "upstream unreachable", from, fromlen);
 		return;
 	}
-	i = pending_alloc(p);
+	i = pending_id(p);
 	if (i < 0) {
 		p->c.overload++;
 		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL, "overloaded",
 				 from, fromlen);
 		return;
 	}
-	e = &p->pend[i];
-	e->query = malloc(len);
-	if (!e->query) {
+	e = calloc(1, sizeof(*e) + len);
+	if (!e) {
 		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL, "out of memory",
 				 from, fromlen);
 		return;
 	}
 	memcpy(e->query, msg, len);
 	dns_set_id(e->query, (uint16_t)i);
+	e->id = (uint16_t)i;
 	e->qlen = (uint16_t)len;
-	e->used = 1;
+	p->slots[i] = e;
 	e->listener = listener;
 	e->client_id = key.id;
 	memcpy(&e->client, from, fromlen);
@@ -672,19 +666,19 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	up->inflight++;
 	p->inflight++;
 	e->prev = p->tail;
-	e->next = -1;
-	if (p->tail >= 0)
-		p->pend[p->tail].next = i;
+	e->next = NULL;
+	if (p->tail)
+		p->tail->next = e;
 	else
-		p->head = i;
-	p->tail = i;
+		p->head = e;
+	p->tail = e;
 	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0) {
 		/* An ICMP error from an earlier datagram, reported now: the resolver is not there. */
 		if (errno == ECONNREFUSED) {
 			upstream_fail_all(p, up, "upstream refused");
 		} else {
 			p->c.upstream_error++;
-			pending_fail(p, i, "upstream unreachable");
+			pending_fail(p, e, "upstream unreachable");
 		}
 	}
 }
@@ -720,8 +714,8 @@ static void upstream_readable(struct dnsproxy *p, struct upstream *u)
 			p->c.upstream_mismatch++;
 			continue;
 		}
-		e = &p->pend[dns_get_id(p->buf)];
-		if (!e->used || e->up != u ||
+		e = p->slots[dns_get_id(p->buf)];
+		if (!e || e->up != u ||
 		    !dns_same_question(e->query, e->qlen, p->buf, (size_t)len)) {
 			p->c.upstream_mismatch++;
 			continue;
@@ -730,7 +724,7 @@ static void upstream_readable(struct dnsproxy *p, struct upstream *u)
 		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL);
 		dns_set_id(p->buf, e->client_id);
 		udp_reply(p, e->listener, p->buf, (size_t)len, &e->client, e->client_len);
-		pending_free(p, dns_get_id(e->query));
+		pending_free(p, e);
 	}
 }
 
@@ -1205,20 +1199,17 @@ int dnsproxy_open(const struct dnsproxy_opts *o, const struct dnsproxy_hooks *h,
 		return -ENOMEM;
 	p->o = *o;
 	p->h = *h;
-	p->head = p->tail = -1;
 	for (int i = 0; i < 2; i++) {
 		p->udp[i] = (struct pfd){ .kind = PFD_UDP_LISTEN, .fd = -1, .obj = (void *)(intptr_t)i };
 		p->tcp[i] = (struct pfd){ .kind = PFD_TCP_LISTEN, .fd = -1, .obj = (void *)(intptr_t)i };
 	}
-	p->pend = calloc(PENDING_MAX, sizeof(*p->pend));
+	p->slots = calloc(PENDING_MAX, sizeof(*p->slots));
 	p->resp = malloc(sizeof(*p->resp));
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!p->pend || !p->resp || p->epfd < 0) {
+	if (!p->slots || !p->resp || p->epfd < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	for (int i = 0; i < PENDING_MAX; i++)
-		p->pend[i].prev = p->pend[i].next = -1;
 	p->rnd_pos = sizeof(p->rnd); /* drawn at the first id */
 	r = bind_all(p, o->port, why);
 	if (r < 0)
@@ -1299,7 +1290,7 @@ void dnsproxy_tick(struct dnsproxy *p)
 	int64_t now = mono_ms();
 	struct tcpconn *c, *next;
 
-	while (p->head >= 0 && p->pend[p->head].meta.sent_ms + p->o.timeout_ms <= now) {
+	while (p->head && p->head->meta.sent_ms + p->o.timeout_ms <= now) {
 		p->c.upstream_timeout++;
 		pending_fail(p, p->head, "upstream timeout");
 	}
@@ -1327,10 +1318,8 @@ void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret)
 
 void dnsproxy_abandon(struct dnsproxy *p)
 {
-	if (p->pend) {
-		while (p->head >= 0)
-			pending_fail(p, p->head, "agent stopping");
-	}
+	while (p->head)
+		pending_fail(p, p->head, "agent stopping");
 	while (p->conns) {
 		for (int i = 0; i < TCP_PIPELINE_MAX; i++)
 			if (p->conns->pend[i].used)
@@ -1355,7 +1344,7 @@ void dnsproxy_close(struct dnsproxy *p)
 	close_listeners(p);
 	if (p->epfd >= 0)
 		close(p->epfd);
-	free(p->pend);
+	free(p->slots);
 	free(p->resp);
 	free(p);
 }
