@@ -255,6 +255,14 @@ def dns_tcp_halfclose(host, name):
     print(f"rcode {data[5] & 0xf}" if len(data) >= 6 else "no answer")
 
 
+def dns_send_exit(host, name):
+    """One UDP query to host:53, and exit at once, without waiting for the answer."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.sendto(dns_query(name), (host, 53))
+    os._exit(0)
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -293,6 +301,8 @@ def main(argv):
         tcp_hang(args[0], int(args[1]))
     elif cmd == "dns-tcp-halfclose":
         dns_tcp_halfclose(args[0], args[1])
+    elif cmd == "dns-send-exit":
+        dns_send_exit(args[0], args[1])
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

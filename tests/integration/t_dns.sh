@@ -273,3 +273,12 @@ test_dns_musl_asks_every_nameserver_at_once() {
 		where p.exe like '%/musl_resolve'")" "$(q "$DB" "select count(*) from dns_queries")" \
 		"all attributed to the musl program"
 }
+
+test_dns_sender_gone_before_the_answer() {
+	# The process is gone before the proxy even reads its query: the row still names it.
+	start_dnsmasq
+	nrun -- "$PY" "$NETUTIL" dns-send-exit "$RESOLVER" ci.example.test
+	expect_eq "$(q "$DB" "select d.qname, d.rcode, p.pid > 0, p.cmdline like '%netutil.py dns-send-exit $RESOLVER ci.example.test'
+		from dns_queries d join processes p on p.id = d.process_id" | tr '|' ' ')" \
+		"ci.example.test NOERROR 1 1" "attributed with its command line"
+}
