@@ -167,7 +167,7 @@ int cmd_deps(int argc, char **argv)
 
 static const char events_sql[] =
 	"SELECT * FROM (SELECT c.id, c.time, c.scope, coalesce(c.run_id, ''), coalesce(p.pid, ''), c.proto,"
-	"  c.addr, c.port, c.verdict, coalesce(p.cmdline, p.comm, '')"
+	"  c.addr, c.port, c.verdict, coalesce(p.cmdline, p.comm, ''), coalesce(c.domain, '-')"
 	" FROM connections c LEFT JOIN processes p ON p.id = c.process_id"
 	" WHERE (?1 IS NULL OR c.scope = ?1) AND (?2 IS NULL OR c.run_id = ?2)"
 	" ORDER BY c.id DESC LIMIT ?3) ORDER BY 1";
@@ -195,19 +195,20 @@ int cmd_events(int argc, char **argv)
 	if (q.f.run_id)
 		sqlite3_bind_int64(stmt, 2, q.f.run_id);
 	sqlite3_bind_int64(stmt, 3, (int64_t)q.limit);
-	printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-11s %s\n", "ID", "TIME", "SCOPE", "RUN",
-	       "PID", "PROTO", "ADDRESS", "PORT", "VERDICT", "COMMAND");
+	printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-20s %-11s %s\n", "ID", "TIME", "SCOPE",
+	       "RUN", "PID", "PROTO", "ADDRESS", "PORT", "DOMAIN", "VERDICT", "COMMAND");
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		const char *cmd = (const char *)sqlite3_column_text(stmt, 9);
 		int n = report_cut(cmd, REPORT_CMDLINE_SHOWN);
 
 		/* Columns grow for long scopes and addresses rather than cut them. */
-		printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-11s %.*s%s\n",
+		printf("%-8s %-24s %-12s %-5s %-7s %-5s %-15s %5s %-20s %-11s %.*s%s\n",
 		       sqlite3_column_text(stmt, 0), sqlite3_column_text(stmt, 1),
 		       sqlite3_column_text(stmt, 2), sqlite3_column_text(stmt, 3),
 		       sqlite3_column_text(stmt, 4), sqlite3_column_text(stmt, 5),
 		       sqlite3_column_text(stmt, 6), sqlite3_column_text(stmt, 7),
-		       sqlite3_column_text(stmt, 8), n, cmd, cmd[n] ? "..." : "");
+		       sqlite3_column_text(stmt, 10), sqlite3_column_text(stmt, 8), n, cmd,
+		       cmd[n] ? "..." : "");
 	}
 	sqlite3_finalize(stmt);
 	store_close(st);

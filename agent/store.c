@@ -572,6 +572,48 @@ int store_insert_dns(struct store *s, const struct dns_record *d, int64_t proces
 	return r;
 }
 
+static int hex_to_key(const unsigned char *hex, uint8_t key[16])
+{
+	for (int i = 0; i < 16; i++) {
+		unsigned v;
+
+		if (!hex || sscanf((const char *)hex + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		key[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answer_fn fn,
+			 void *ctx)
+{
+	static const char sql[] =
+		"SELECT scope, qname, addr_key, expires FROM ("
+		"  SELECT a.rowid AS n, q.scope, q.qname, a.addr_key,"
+		"         q.time_ns + a.ttl * 1000000000 AS expires"
+		"  FROM dns_queries q JOIN dns_answers a ON a.query_id = q.id"
+		"  WHERE q.time_ns >= ?1 AND a.addr_key IS NOT NULL AND q.process_id IS NOT NULL"
+		"  ORDER BY a.rowid DESC LIMIT ?2)"
+		" ORDER BY n";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, since_ns);
+	sqlite3_bind_int(st, 2, max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint8_t key[16];
+
+		if (hex_to_key(sqlite3_column_text(st, 2), key) < 0)
+			continue;
+		fn(ctx, (const char *)sqlite3_column_text(st, 0),
+		   (const char *)sqlite3_column_text(st, 1), key, sqlite3_column_int64(st, 3));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
 int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id)
 {
 	sqlite3_stmt *st = s->stmt[ST_RUN_BEGIN];

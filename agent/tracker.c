@@ -869,6 +869,28 @@ static void tracker_free(struct tracker *t)
 	free(t);
 }
 
+static void domain_preload_one(void *ctx, const char *scope, const char *qname,
+			       const uint8_t key[16], int64_t expires_ns)
+{
+	struct tracker *t = ctx;
+
+	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns())
+		domains_put(&t->domains, scope, key, qname, expires_ns + t->o.dns_grace_ns);
+}
+
+/*
+ * What the scopes resolved before this agent (or run) started, still within TTL and grace:
+ * a connection to an address resolved by an earlier run of the scope, or before a restart,
+ * gets its name too. Answers of the last day at most, the latest DOMAINS_CAP of them.
+ */
+static void domains_preload(struct tracker *t)
+{
+	int64_t since = wall_now_ns() - 86400 * 1000000000LL - t->o.dns_grace_ns;
+
+	if (store_recent_answers(t->store, since, DOMAINS_CAP, domain_preload_one, t) < 0)
+		log_warn("failed to read recent DNS answers: %s", store_errmsg(t->store));
+}
+
 int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char **why)
 {
 	struct tracker *t;
@@ -896,6 +918,8 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 		*why = "failed to open the database";
 		goto out_free;
 	}
+	if (o->dns)
+		domains_preload(t);
 	if (o->dns) {
 		struct dnsproxy_hooks hooks = {
 			.ctx = t, .before_query = dns_before_query, .origin = dns_origin,

@@ -282,3 +282,18 @@ test_dns_sender_gone_before_the_answer() {
 		from dns_queries d join processes p on p.id = d.process_id" | tr '|' ' ')" \
 		"ci.example.test NOERROR 1 1" "attributed with its command line"
 }
+
+test_dns_domain_remembered_across_runs_of_a_scope() {
+	# A run resolves a name; the next run of the scope connects to the address it cached:
+	# the scope resolved it a moment ago, so the connection has the name. Another scope not.
+	start_dnsmasq
+	serve_tcp 18302
+	nrun --scope app -- dig +short +time=2 +tries=1 @$RESOLVER api.example.test
+	nrun --scope app -- "$PY" "$NETUTIL" connect 127.0.0.1 18302
+	nrun --scope other -- "$PY" "$NETUTIL" connect 127.0.0.1 18302
+	expect_eq "$(q "$DB" "select scope, port, coalesce(domain, '-') from connections where port = 18302
+		order by id" | tr '|' ' ')" "app 18302 api.example.test
+other 18302 -" "domain from the scope's earlier run only"
+	"$NETTRAIL" events --db "$DB" --scope app >"$T/events"
+	expect_match "$(cat "$T/events")" "127.0.0.1 +18302 api.example.test" "events show the domain"
+}
