@@ -40,12 +40,12 @@ static const char *const stmt_sql[ST_MAX] = {
 		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ? AND boot_id = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
-		" family, proto, addr, addr_key, port, verdict, tid, domain)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		" family, proto, addr, addr_key, port, verdict, tid, domain, id)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_DNS_INSERT] =
 		"INSERT INTO dns_queries (time_ns, process_id, tid, run_id, scope, cgroup_id, qname,"
-		" qtype, rcode, transport, resolver, upstream, latency_ns, verdict, rule, answers, error)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		" qtype, rcode, transport, resolver, upstream, latency_ns, verdict, rule, answers, error,"
+		" id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_DNS_ANSWER_INSERT] =
 		"INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES (?,?,?,?,?,?)",
 	[ST_RUN_BEGIN] =
@@ -72,6 +72,9 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_MAX];
 	int flags;
+	/* Event ids of the open transaction: the last one given, read at the first. */
+	int64_t event_seq;
+	int seq_read, seq_dirty;
 };
 
 /*
@@ -342,12 +345,38 @@ void store_close(struct store *s)
 
 int store_begin(struct store *s)
 {
+	s->seq_read = s->seq_dirty = 0;
 	return store_exec(s, "BEGIN IMMEDIATE");
 }
 
 int store_commit(struct store *s)
 {
+	if (s->seq_dirty && store_set_state(s, "event_seq", s->event_seq) < 0)
+		return -EIO;
+	s->seq_read = s->seq_dirty = 0;
 	return store_exec(s, "COMMIT");
+}
+
+/*
+ * The next event id. Only inside a transaction, whose write lock makes the sequence read,
+ * the ids given and the sequence written at commit one step for every other writer.
+ */
+static int next_event_id(struct store *s, int64_t *ret)
+{
+	if (sqlite3_get_autocommit(s->db))
+		return -EINVAL;
+	if (!s->seq_read) {
+		int64_t v = 0;
+		int r = store_get_state(s, "event_seq", &v);
+
+		if (r < 0)
+			return r;
+		s->event_seq = v;
+		s->seq_read = 1;
+	}
+	*ret = ++s->event_seq;
+	s->seq_dirty = 1;
+	return 0;
 }
 
 int store_in_transaction(struct store *s)
@@ -357,6 +386,7 @@ int store_in_transaction(struct store *s)
 
 void store_rollback(struct store *s)
 {
+	s->seq_read = s->seq_dirty = 0;
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -446,13 +476,14 @@ static void hex_key(const uint8_t key[16], char hex[33])
 
 /* A connect to a local resolver's unix socket: the path is the address. */
 static int insert_unix_connection(struct store *s, const struct conn_record *c, int64_t process_id,
-				  const char *scope, int64_t run_id)
+				  const char *scope, int64_t run_id, int64_t id)
 {
 	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
 	const char *path = event_resolver_path(c->addr[0]);
 
 	if (!path)
 		return -EAFNOSUPPORT;
+	sqlite3_bind_int64(st, 15, id);
 	sqlite3_bind_int64(st, 1, c->time_ns);
 	sqlite3_bind_int64(st, 2, process_id);
 	bind_id(st, 3, run_id);
@@ -470,19 +501,25 @@ static int insert_unix_connection(struct store *s, const struct conn_record *c, 
 	return stmt_run(st);
 }
 
-int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
-			    const char *scope, int64_t run_id, const char *domain)
+static int insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
+			     const char *scope, int64_t run_id, const char *domain)
 {
 	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
 	char text[ADDR_TEXT_MAX], pbuf[16], hex[33];
 	uint8_t key[16];
+	int64_t id;
+	int r;
 
-	if (c->family == AF_UNIX)
-		return insert_unix_connection(s, c, process_id, scope, run_id);
-	if (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
-	    addr_key(c->family, c->addr, key) < 0)
+	if (c->family != AF_UNIX && (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
+				     addr_key(c->family, c->addr, key) < 0))
 		return -EAFNOSUPPORT;
+	r = next_event_id(s, &id);
+	if (r < 0)
+		return r;
+	if (c->family == AF_UNIX)
+		return insert_unix_connection(s, c, process_id, scope, run_id, id);
 	hex_key(key, hex);
+	sqlite3_bind_int64(st, 15, id);
 	sqlite3_bind_int64(st, 1, c->time_ns);
 	sqlite3_bind_int64(st, 2, process_id);
 	bind_id(st, 3, run_id);
@@ -498,6 +535,34 @@ int store_insert_connection(struct store *s, const struct conn_record *c, int64_
 	sqlite3_bind_int64(st, 13, c->tid);
 	bind_text(st, 14, domain);
 	return stmt_run(st);
+}
+
+/* Event rows take their id in a transaction: the caller's, or one of their own. */
+static int own_transaction_begin(struct store *s, int *own)
+{
+	*own = sqlite3_get_autocommit(s->db);
+	return *own ? store_begin(s) : 0;
+}
+
+static int own_transaction_end(struct store *s, int own, int r)
+{
+	if (!own)
+		return r;
+	if (r == 0)
+		return store_commit(s);
+	store_rollback(s);
+	return r;
+}
+
+int store_insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
+			    const char *scope, int64_t run_id, const char *domain)
+{
+	int own, r = own_transaction_begin(s, &own);
+
+	if (r < 0)
+		return r;
+	r = insert_connection(s, c, process_id, scope, run_id, domain);
+	return own_transaction_end(s, own, r);
 }
 
 static int insert_dns_answer(struct store *s, int64_t query_id, const struct dns_record_rr *rr)
@@ -526,14 +591,18 @@ static int insert_dns_answer(struct store *s, int64_t query_id, const struct dns
 	return stmt_run(st);
 }
 
-int store_insert_dns(struct store *s, const struct dns_record *d, int64_t process_id,
-		     const char *scope, int64_t run_id)
+static int insert_dns(struct store *s, const struct dns_record *d, int64_t process_id,
+		      const char *scope, int64_t run_id)
 {
 	sqlite3_stmt *st = s->stmt[ST_DNS_INSERT];
 	char tbuf[16], rbuf[16], pbuf[16];
 	int64_t id;
 	int r;
 
+	r = next_event_id(s, &id);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 18, id);
 	sqlite3_bind_int64(st, 1, d->time_ns);
 	bind_id(st, 2, process_id);
 	if (d->attributed)
@@ -564,12 +633,20 @@ int store_insert_dns(struct store *s, const struct dns_record *d, int64_t proces
 	sqlite3_bind_int64(st, 16, d->answers);
 	bind_text(st, 17, d->error);
 	r = stmt_run(st);
-	if (r < 0)
-		return r;
-	id = sqlite3_last_insert_rowid(s->db);
 	for (unsigned i = 0; i < d->n_rrs && r == 0; i++)
 		r = insert_dns_answer(s, id, &d->rrs[i]);
 	return r;
+}
+
+int store_insert_dns(struct store *s, const struct dns_record *d, int64_t process_id,
+		     const char *scope, int64_t run_id)
+{
+	int own, r = own_transaction_begin(s, &own);
+
+	if (r < 0)
+		return r;
+	r = insert_dns(s, d, process_id, scope, run_id);
+	return own_transaction_end(s, own, r);
 }
 
 static int hex_to_key(const unsigned char *hex, uint8_t key[16])

@@ -200,3 +200,16 @@ SELECT g.scope, g.domain, g.proto, c.addr, g.port, g.attempts,
 FROM g
 JOIN connections c ON c.id = g.first_id
 LEFT JOIN processes p ON p.id = c.process_id;
+
+-- migration 3
+-- One sequence of event ids for connections and DNS queries (and later kinds): the event
+-- feed (/v1/events) serves them in id order and resumes after an id, so an id is never
+-- reused and ids grow in commit order. Writers take them from agent_state.event_seq under
+-- their write lock. DNS queries recorded before this migration get ids after the
+-- connections' (their answers follow).
+UPDATE dns_answers SET query_id = query_id + coalesce((SELECT max(id) FROM connections), 0);
+UPDATE dns_queries SET id = id + coalesce((SELECT max(id) FROM connections), 0);
+INSERT INTO agent_state (key, value)
+SELECT 'event_seq', max(coalesce((SELECT max(id) FROM connections), 0),
+                        coalesce((SELECT max(id) FROM dns_queries), 0))
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;

@@ -1440,13 +1440,95 @@ static void test_state(void **state)
 	assert_int_equal(v, -5);
 	assert_int_equal(store_get_state(f->s, "pid", &v), 1);
 	assert_int_equal(v, 4242);
-	assert_int_equal(sql_int(store_db(f->s), "SELECT count(*) FROM agent_state"), 2);
+	assert_int_equal(sql_int(store_db(f->s),
+				 "SELECT count(*) FROM agent_state WHERE key <> 'event_seq'"), 2);
+}
+
+/* ---- event ids ------------------------------------------------------------------------- */
+
+/*
+ * Connections and DNS queries share one sequence of ids, across writers of one database,
+ * growing in commit order, never reused after a prune: the feed resumes after an id.
+ */
+static void test_event_ids_one_sequence(void **state)
+{
+	struct fixture *f = *state;
+	struct store *other;
+	struct dns_record_rr rrs[3];
+	struct dns_record d = dns_attributed(rrs);
+	struct conn_record c = conn(AF_INET, "10.0.0.1", 443, IPPROTO_TCP, NT_EV_CONNECT, 0, T0);
+	struct prune_counts pc;
+	char buf[128];
+	int64_t proc = put_process(f->s, 100, 5, "a", "web", 0);
+
+	assert_int_equal(store_open(f->path, 0, &other), 0);
+	/* A batch of this writer, then one of another, then one insert on its own. */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_insert_connection(f->s, &c, proc, "web", 0, NULL), 0);
+	assert_int_equal(store_insert_dns(f->s, &d, proc, "web", 0), 0);
+	assert_int_equal(store_insert_connection(f->s, &c, proc, "web", 0, NULL), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_begin(other), 0);
+	assert_int_equal(store_insert_dns(other, &d, proc, "web", 0), 0);
+	assert_int_equal(store_insert_connection(other, &c, proc, "web", 0, NULL), 0);
+	assert_int_equal(store_commit(other), 0);
+	assert_int_equal(store_insert_dns(f->s, &d, proc, "web", 0), 0);
+	/* A rolled-back batch leaves no gap in meaning: its ids were never seen. */
+	assert_int_equal(store_begin(other), 0);
+	assert_int_equal(store_insert_connection(other, &c, proc, "web", 0, NULL), 0);
+	store_rollback(other);
+	store_close(other);
+
+	assert_string_equal(sql_text(store_db(f->s),
+		"SELECT group_concat(k || id, ' ') FROM (SELECT 'c' AS k, id FROM connections"
+		" UNION ALL SELECT 'd', id FROM dns_queries ORDER BY id)", buf, sizeof(buf)),
+		"c1 d2 c3 d4 c5 d6");
+	/* Answers name their query by its event id. */
+	assert_int_equal(sql_int(store_db(f->s),
+		"SELECT count(*) FROM dns_answers WHERE query_id IN (2, 4, 6)"), 9);
+
+	/* Everything pruned: the next event still comes after the last one given. */
+	assert_int_equal(store_prune(f->s, T0 + 1, &pc), 0);
+	assert_int_equal(sql_int(store_db(f->s), "SELECT count(*) FROM connections"), 0);
+	assert_int_equal(store_insert_connection(f->s, &c, proc, "web", 0, NULL), 0);
+	assert_int_equal(sql_int(store_db(f->s), "SELECT max(id) FROM connections"), 7);
+}
+
+/* Migration 3 gives DNS queries recorded before it ids after the connections'. */
+static void test_migrate_2_to_3_renumbers_dns(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = raw_open(f->path, 0);
+	char buf[128];
+
+	raw_migrate(db, 2);
+	sql_exec(db, "INSERT INTO processes (id, pid, start_ns, exec_id, cmdline_source,"
+		     " first_seen_ns, boot_id) VALUES (1, 100, 5, 0, 'bpf', 1, 'b')");
+	sql_exec(db, "INSERT INTO connections (id, time_ns, process_id, tid, scope, cgroup_id, kind,"
+		     " family, proto, addr, addr_key, port, verdict) VALUES"
+		     " (1, 1, 1, 100, 'web', 7, 'connect', 'ipv4', 'tcp', '10.0.0.1', 'k', 443, 'allowed'),"
+		     " (2, 2, 1, 100, 'web', 7, 'connect', 'ipv4', 'tcp', '10.0.0.1', 'k', 443, 'allowed')");
+	sql_exec(db, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype,"
+		     " transport, verdict, answers) VALUES (1, 3, 1, 'web', 'a.example', 'A', 'udp',"
+		     " 'allowed', 1)");
+	sql_exec(db, "INSERT INTO dns_answers (query_id, name, type, value, ttl)"
+		     " VALUES (1, 'a.example', 'A', '10.0.0.1', 60)");
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(f->path, 0, &f->s), 0);
+	assert_string_equal(sql_text(store_db(f->s), "SELECT id || ' ' || qname FROM dns_queries",
+				     buf, sizeof(buf)), "3 a.example");
+	assert_int_equal(sql_int(store_db(f->s), "SELECT query_id FROM dns_answers"), 3);
+	assert_int_equal(sql_int(store_db(f->s),
+		"SELECT value FROM agent_state WHERE key = 'event_seq'"), 3);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_new, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_event_ids_one_sequence, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_2_to_3_renumbers_dns, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_previous, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_unknown_version, setup_store, teardown),
