@@ -39,14 +39,14 @@ BUILD_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1
 TEST_PKGS  := sqlite3 python3 curl netcat-openbsd iproute2 util-linux procps dnsmasq-base \
 	bind9-dnsutils prometheus protobuf-compiler python3-protobuf dnsperf musl-tools
 
-PKGS      := libbpf libelf zlib sqlite3
+PKGS      := libbpf libelf zlib sqlite3 libmicrohttpd libprotobuf-c
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -DNT_VERSION='"$(VERSION)"' \
-	-I$(BUILD) -Iagent -Ibpf -MMD -MP
+	-I$(BUILD) -Iagent -Ibpf -I$(BUILD)/exporters -Iexporters -MMD -MP
 ifeq ($(SANITIZE),1)
 BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 BASE_LDFLAGS += -fsanitize=address,undefined
@@ -62,11 +62,15 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -I
 CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
 	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c agent/dns.c \
 	agent/dnsproxy.c agent/domains.c
-BIN_SRCS  := $(CORE_SRCS) agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
+BIN_SRCS  := $(CORE_SRCS) exporters/metrics.c exporters/http.c \
+	agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
 	agent/cmd_query.c agent/main.c agent/schema_blob.c
+BIN_SRCS  += exporters/feed.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
+# The feed's messages, generated from schema/nettrail.proto into the build tree.
+BIN_OBJS  += $(BUILD)/exporters/nettrail.pb-c.o
 
-UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy
+UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy feed
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all deps example check unit fuzz integration bench install clean
@@ -88,6 +92,21 @@ $(BUILD)/nettrail.skel.h: $(BUILD)/bpf/nettrail.bpf.o | $(BUILD)
 $(BUILD)/agent/%.o: agent/%.c Makefile | $(BUILD)/agent
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/exporters/%.o: exporters/%.c Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# protoc-c writes nettrail.pb-c.c and .h in one run: a pattern rule with two targets.
+$(BUILD)/exporters/%.pb-c.c $(BUILD)/exporters/%.pb-c.h: schema/%.proto Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,PROTOC,$@)
+	$(Q)protoc-c --c_out=$(@D) --proto_path=schema $<
+$(BUILD)/exporters/nettrail.pb-c.o: $(BUILD)/exporters/nettrail.pb-c.c $(BUILD)/exporters/nettrail.pb-c.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/exporters/feed.o $(BUILD)/tests/test_feed.o: $(BUILD)/exporters/nettrail.pb-c.h
 
 $(BUILD)/agent/loader.o: $(BUILD)/nettrail.skel.h
 $(BUILD)/agent/schema_blob.o: schema/nettrail.sql
@@ -116,6 +135,9 @@ $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
 $(BUILD)/tests/test_domains: $(BUILD)/tests/test_domains.o $(BUILD)/agent/domains.o
 $(BUILD)/tests/test_dnsproxy: $(BUILD)/tests/test_dnsproxy.o $(BUILD)/agent/dnsproxy.o $(BUILD)/agent/dns.o \
 	$(BUILD)/agent/addr.o $(BUILD)/agent/log.o
+$(BUILD)/tests/test_feed: $(BUILD)/tests/test_feed.o $(BUILD)/exporters/feed.o \
+	$(BUILD)/exporters/nettrail.pb-c.o $(BUILD)/agent/store.o $(BUILD)/agent/dns.o $(BUILD)/agent/addr.o \
+	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(UNIT_BINS):
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(TEST_LIBS) -o $@
@@ -162,6 +184,14 @@ $(BUILD)/bench/loadgen: bench/loadgen.c Makefile
 	$(call msg,CC,$@)
 	$(Q)$(CC) -std=gnu11 -O2 $(WARN) -pthread $< -o $@
 
+# The feed encoder alone: `make $(BUILD)/bench/feedbench` then feedbench /tmp/feed.db.
+$(BUILD)/bench/feedbench: bench/feedbench.c $(BUILD)/exporters/feed.o $(BUILD)/exporters/nettrail.pb-c.o \
+	$(BUILD)/agent/store.o $(BUILD)/agent/dns.o $(BUILD)/agent/addr.o $(BUILD)/agent/event.o \
+	$(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
+
 bench: $(BUILD)/nettrail $(BUILD)/bench/loadgen
 	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) LOADGEN=$(abspath $(BUILD)/bench/loadgen) bench/run
 
@@ -195,3 +225,4 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(wildcard $(BUILD)/agent/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/exporters/*.d)

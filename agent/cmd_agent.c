@@ -15,9 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "cgroup.h"
+#include "http.h"
 #include "cmd.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "parse.h"
 #include "store.h"
 #include "runtime.h"
@@ -36,6 +38,10 @@ static const char agent_usage[] =
 	"  -d, --db PATH             database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
 	"      --ringbuf-size SIZE   BPF ring buffer, a power of two (default 8M)\n"
 	"      --queue-size N        events held for the store writer (default 262144)\n"
+	"      --listen ADDR:PORT    serve /metrics and the event feed /v1/events there\n"
+	"                            (default " HTTP_DEFAULT_LISTEN ")\n"
+	"      --listen-remote       allow a --listen address other than loopback\n"
+	"      --no-listen           no HTTP endpoint\n"
 	DNS_USAGE
 	"  -v, --verbose             debug logging, libbpf's included\n"
 	"  -h, --help                this text\n"
@@ -48,6 +54,10 @@ struct agent_args {
 	int n_watches;
 	size_t ringbuf_size, queue_size;
 	struct tracker_opts tracker; /* the DNS options */
+	const char *listen;          /* NULL: no HTTP endpoint */
+	int listen_remote;           /* a non-loopback --listen is meant */
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_len;
 };
 
 /* PATH[:SCOPE] -> a checked watch. */
@@ -119,6 +129,9 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		{ "db", required_argument, NULL, 'd' },
 		{ "ringbuf-size", required_argument, NULL, 'R' },
 		{ "queue-size", required_argument, NULL, 'Q' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "listen-remote", no_argument, NULL, 'X' },
+		{ "no-listen", no_argument, NULL, 'N' },
 		DNS_LONG_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -129,6 +142,7 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 	a->db = db_path_default();
 	a->ringbuf_size = DEFAULT_RINGBUF;
 	a->queue_size = DEFAULT_QUEUE;
+	a->listen = HTTP_DEFAULT_LISTEN;
 	opt_dns_defaults(&a->tracker);
 	/* Room for the runs root, which is always watched. */
 	a->n_watches = 1;
@@ -139,6 +153,9 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'R': r = opt_ringbuf_size(optarg, &a->ringbuf_size); break;
 		case 'Q': r = opt_queue_size(optarg, &a->queue_size); break;
 		case 'v': log_set_level(NT_LOG_DEBUG); r = 0; break;
+		case 'L': a->listen = optarg; r = 0; break;
+		case 'X': a->listen_remote = 1; r = 0; break;
+		case 'N': a->listen = NULL; r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
 		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
 		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS:
@@ -148,6 +165,16 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		}
 		if (r)
 			return r;
+	}
+	if (a->listen && http_parse_listen(a->listen, &a->listen_addr, &a->listen_len) < 0) {
+		log_err("--listen must be ADDR:PORT or [ADDR6]:PORT, e.g. 127.0.0.1:9874, not '%s'",
+			a->listen);
+		return EXIT_USAGE;
+	}
+	if (a->listen && !http_is_loopback(&a->listen_addr) && !a->listen_remote) {
+		log_err("--listen %s is not a loopback address: the feed shows every command line "
+			"recorded; add --listen-remote to serve it beyond this host", a->listen);
+		return EXIT_USAGE;
 	}
 	if (optind < argc) {
 		log_err("unexpected argument '%s'", argv[optind]);
@@ -272,9 +299,59 @@ static int agent_runs_root(struct watch *w)
 	return 0;
 }
 
+struct agent_ctx {
+	struct tracker *t;
+};
+
+static void agent_snapshot(void *ctx, struct metrics_snapshot *ret)
+{
+	struct agent_ctx *x = ctx;
+
+	if (x->t)
+		tracker_metrics_snapshot(x->t, ret);
+	else
+		memset(ret, 0, sizeof(*ret));
+}
+
+static int agent_ready(void *ctx, const char **why)
+{
+	struct agent_ctx *x = ctx;
+
+	if (!x->t) {
+		*why = "starting";
+		return 0;
+	}
+	return tracker_ready(x->t, why);
+}
+
+/* The HTTP endpoint; 0, or -1 after a message. */
+static int agent_http_start(struct agent_args *a, struct agent_ctx *x, struct metrics *m,
+			    struct http **ret)
+{
+	struct http_opts ho = { .addr = a->listen_addr, .addr_len = a->listen_len,
+				.db_path = a->db, .metrics = m, .ready = agent_ready, .ctx = x };
+	const char *why;
+
+	*ret = NULL;
+	if (!a->listen)
+		return 0;
+	if (http_start(&ho, ret, &why) < 0) {
+		log_err("failed to serve HTTP on %s: %s", a->listen, why);
+		return -1;
+	}
+	if (!http_is_loopback(&a->listen_addr))
+		log_warn("serving /metrics and /v1/events on %s, beyond this host: the feed shows "
+			 "every recorded command line", a->listen);
+	log_info("serving /metrics and /v1/events on http://%s/", a->listen);
+	return 0;
+}
+
 /* Runs until stopped. */
 static int agent_serve(struct agent_args *a)
 {
+	static struct agent_ctx x;
+	struct metrics *m = metrics_new(agent_snapshot, &x);
+	struct http *http = NULL;
 	struct tracker_opts o = a->tracker;
 	/* The DNS options came with a->tracker; the rest is set here. */
 	o.db_path = a->db;
@@ -283,6 +360,7 @@ static int agent_serve(struct agent_args *a)
 	o.ringbuf_size = a->ringbuf_size;
 	o.queue_cap = a->queue_size;
 	o.publish_sync = 1;
+	o.metrics = m;
 	static struct housekeeping hk;
 	int xfd;
 	struct tracker_counts c;
@@ -318,12 +396,23 @@ static int agent_serve(struct agent_args *a)
 		log_err("failed to start: %s%s%s", why ? why : strerror(-r), why ? ": " : "",
 			why ? strerror(-r) : "");
 		close(sfd);
+		metrics_free(m);
+		return EXIT_FAIL;
+	}
+	x.t = t;
+	if (agent_http_start(a, &x, m, &http) < 0) {
+		tracker_finish(t, NULL);
+		close(sfd);
+		metrics_free(m);
 		return EXIT_FAIL;
 	}
 	if (tracker_add_fd(t, sfd, on_signal, NULL) < 0) {
 		log_err("failed to watch for signals");
+		http_stop(http);
+		x.t = NULL;
 		tracker_finish(t, NULL);
 		close(sfd);
+		metrics_free(m);
 		return EXIT_FAIL;
 	}
 	xfd = agent_housekeeping(t, &hk);
@@ -333,7 +422,10 @@ static int agent_serve(struct agent_args *a)
 	r = tracker_run(t);
 	if (r < 0)
 		log_err("event loop failed: %s", strerror(-r));
+	http_stop(http);
+	x.t = NULL;
 	tracker_finish(t, &c);
+	metrics_free(m);
 	getrusage(RUSAGE_SELF, &ru);
 	log_info("stopped: %llu events stored, lost %llu (ring buffer full), %llu (queue full), "
 		 "%llu (store failed); peak RSS %ld KiB", (unsigned long long)c.stored,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <sys/utsname.h>
@@ -30,6 +31,9 @@ struct loader {
 	int n_links;
 	int ncpus;
 	int unix_hook;
+	/* The ring buffer's positions, mapped read-only for loader_ringbuf_usage. */
+	const volatile unsigned long *rb_consumer, *rb_producer;
+	size_t rb_size;
 };
 
 
@@ -127,6 +131,26 @@ int loader_probe(const char **why)
 	return *why ? -1 : 0;
 }
 
+/* The ring buffer's consumer and producer pages, read-only: how full it is, from any thread. */
+static void ringbuf_map_positions(struct loader *l)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int fd = bpf_map__fd(l->skel->maps.events);
+	void *c = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, page);
+
+	if (c == MAP_FAILED || p == MAP_FAILED) {
+		if (c != MAP_FAILED)
+			munmap(c, (size_t)page);
+		if (p != MAP_FAILED)
+			munmap(p, (size_t)page);
+		return;
+	}
+	l->rb_size = bpf_map__max_entries(l->skel->maps.events);
+	l->rb_producer = p;
+	l->rb_consumer = c;
+}
+
 int loader_open(const struct loader_opts *o, struct loader **ret, const char **why)
 {
 	struct loader *l;
@@ -178,6 +202,7 @@ int loader_open(const struct loader_opts *o, struct loader **ret, const char **w
 		if (r < 0)
 			goto out_free;
 	}
+	ringbuf_map_positions(l);
 	for (unsigned i = 0; event_resolver_path(i); i++) {
 		char key[NT_RESOLVER_PATH_LEN] = { 0 };
 		__u32 idx = i;
@@ -275,6 +300,16 @@ void loader_forget_procs(struct loader *l)
 	}
 }
 
+void loader_ringbuf_usage(struct loader *l, uint64_t *used, uint64_t *size)
+{
+	*used = *size = 0;
+	if (!l->rb_consumer)
+		return;
+	*size = l->rb_size;
+	*used = __atomic_load_n(l->rb_producer, __ATOMIC_ACQUIRE) -
+		__atomic_load_n(l->rb_consumer, __ATOMIC_ACQUIRE);
+}
+
 int loader_ringbuf_fd(struct loader *l)
 {
 	return bpf_map__fd(l->skel->maps.events);
@@ -306,6 +341,10 @@ void loader_close(struct loader *l)
 {
 	if (!l)
 		return;
+	if (l->rb_consumer) {
+		munmap((void *)l->rb_consumer, (size_t)sysconf(_SC_PAGESIZE));
+		munmap((void *)l->rb_producer, (size_t)sysconf(_SC_PAGESIZE));
+	}
 	loader_detach(l);
 	nettrail_bpf__destroy(l->skel);
 	free(l);

@@ -43,6 +43,9 @@ int loader_has_unix_hook(struct loader *l);
  */
 int loader_dns_origin(struct loader *l, const struct nt_dns_key *key, struct nt_dns_origin *ret);
 
+/* Bytes of the ring buffer not yet consumed, and its size. */
+void loader_ringbuf_usage(struct loader *l, uint64_t *used, uint64_t *size);
+
 /* Forgets which programs had an event: their next event carries argv and wakes the agent. */
 void loader_forget_procs(struct loader *l);
 

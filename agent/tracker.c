@@ -13,11 +13,13 @@
 #include <bpf/libbpf.h>
 #include "addr.h"
 #include "cgroup.h"
+#include "dns.h"
 #include "dnsproxy.h"
 #include "domains.h"
 #include "event.h"
 #include "keymap.h"
 #include "loader.h"
+#include "metrics.h"
 #include "log.h"
 #include "procfs.h"
 #include "queue.h"
@@ -69,6 +71,9 @@ struct tracker {
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
 	time_t failure_logged_s;
 	int64_t pruned_seen;     /* agent_state.pruned_ns last seen (0: none); -1 before a look */
+	int64_t runs_counted[64]; /* the last runs counted in metrics, so none counts twice */
+	unsigned n_runs_counted;
+	int commit_failing;      /* the last commit failed: not ready */
 	int64_t pruned_checked;  /* tenth of a second of the last look */
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault, bpf_dns_unredirected;
@@ -222,6 +227,15 @@ static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
 	store_put_cgroup(t->store, id, path, ret->scope, ret->run_id, wall_now_ns());
 }
 
+static void count_run(struct tracker *t, const struct cg_entry *cg)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(t->runs_counted); i++)
+		if (t->runs_counted[i] == cg->run_id)
+			return;
+	t->runs_counted[t->n_runs_counted++ % ARRAY_SIZE(t->runs_counted)] = cg->run_id;
+	metrics_run_seen(t->o.metrics, cg->scope);
+}
+
 static const struct cg_entry *cg_lookup(struct tracker *t, uint64_t id)
 {
 	size_t i = (size_t)(id * 0x9E3779B97F4A7C15ULL >> 52) & (CGMAP_CAP - 1);
@@ -235,6 +249,8 @@ static const struct cg_entry *cg_lookup(struct tracker *t, uint64_t id)
 	if (t->cgmap[i].id != 0) /* full: start over */
 		memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
 	cg_resolve(t, id, &t->cgmap[i]);
+	if (t->cgmap[i].run_id > 0)
+		count_run(t, &t->cgmap[i]);
 	return &t->cgmap[i];
 }
 
@@ -299,7 +315,25 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 	cg = cg_lookup(t, c->cgroup_id);
 	if (addr_key(c->family, c->addr, key) == 0)
 		domain = domains_get(&t->domains, cg->scope, key, c->time_ns);
+	if (t->o.metrics) {
+		char pbuf[16];
+
+		metrics_connect(t->o.metrics, cg->scope, event_verdict_name(c->verdict),
+				c->family == AF_UNIX ? "unix" : addr_proto_name(c->proto, pbuf, sizeof(pbuf)),
+				c->family == AF_INET ? "ipv4" : c->family == AF_INET6 ? "ipv6" : "unix");
+	}
 	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id, domain);
+}
+
+static void dns_metrics(struct tracker *t, const struct dns_record *d, const char *scope)
+{
+	char tbuf[16], rbuf[16], pbuf[16];
+
+	metrics_dns(t->o.metrics, scope, event_verdict_name(d->verdict),
+		    d->rcode >= 0 ? dns_rcode_name((unsigned)d->rcode, rbuf) : NULL,
+		    dns_type_name(d->qtype, tbuf), addr_proto_name(d->proto, pbuf, sizeof(pbuf)));
+	if (d->latency_ns >= 0)
+		metrics_dns_upstream_seconds(t->o.metrics, (double)d->latency_ns / 1e9);
 }
 
 /*
@@ -326,6 +360,8 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 		cg = cg_lookup(t, d->origin.cgroup_id);
 	}
 	r = store_insert_dns(t->store, d, pid_row, cg ? cg->scope : "unknown", cg ? cg->run_id : 0);
+	if (t->o.metrics)
+		dns_metrics(t, d, cg ? cg->scope : "unknown");
 	if (r < 0 || !cg)
 		return r;
 	for (unsigned i = 0; i < d->n_rrs; i++) {
@@ -450,13 +486,22 @@ static void writer_abort(struct tracker *t, struct writer_tx *tx)
 
 static void writer_commit(struct tracker *t, struct writer_tx *tx)
 {
+	struct timespec t0, t1;
+	int r;
+
 	if (!tx->open)
 		return;
-	if (store_commit(t->store) < 0) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = store_commit(t->store);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	__atomic_store_n(&t->commit_failing, r < 0, __ATOMIC_RELAXED);
+	if (r < 0) {
 		writer_log_failure(t, "commit events");
 		writer_abort(t, tx);
 		return;
 	}
+	metrics_commit_seconds(t->o.metrics, (double)(t1.tv_sec - t0.tv_sec) +
+						(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	atomic_add(&t->stored, tx->events);
 	tx->open = 0;
 	tx->events = 0;
@@ -717,6 +762,48 @@ static void tracker_read_bpf_counters(struct tracker *t)
 		t->bpf_argv_fault = c[NT_CNT_ARGV_FAULT];
 		t->bpf_dns_unredirected = c[NT_CNT_DNS_UNREDIRECTED];
 	}
+}
+
+void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
+{
+	uint64_t c[NT_CNT_MAX] = { 0 };
+	struct dnsproxy_counts d = { 0 };
+
+	memset(ret, 0, sizeof(*ret));
+	loader_counters(t->loader, c);
+	ret->lost_ringbuf = c[NT_CNT_RINGBUF_FULL];
+	ret->dns_unredirected = c[NT_CNT_DNS_UNREDIRECTED];
+	/* The main thread's counters, read as they stand (aligned 64-bit loads). */
+	ret->lost_queue = __atomic_load_n(&t->queue_full, __ATOMIC_RELAXED);
+	ret->lost_undecodable = __atomic_load_n(&t->bad, __ATOMIC_RELAXED);
+	ret->lost_dns_queue = __atomic_load_n(&t->dns_queue_full, __ATOMIC_RELAXED);
+	ret->lost_store = atomic_get(&t->store_failed);
+	ret->stored = atomic_get(&t->stored);
+	loader_ringbuf_usage(t->loader, &ret->ringbuf_used_bytes, &ret->ringbuf_size_bytes);
+	ret->watched_cgroups = (uint64_t)t->o.n_watches;
+	ret->dns = t->o.dns;
+	if (t->dns)
+		dnsproxy_counts(t->dns, &d);
+	ret->dns_received = d.queries;
+	ret->dns_malformed = d.malformed;
+	ret->dns_unattributed = d.unattributed;
+	ret->dns_overload = d.overload;
+	ret->dns_upstream_timeout = d.upstream_timeout;
+	ret->dns_upstream_error = d.upstream_error;
+	ret->dns_upstream_mismatch = d.upstream_mismatch;
+}
+
+int tracker_ready(struct tracker *t, const char **why)
+{
+	if (__atomic_load_n(&t->commit_failing, __ATOMIC_RELAXED)) {
+		*why = "the last commit to the database failed";
+		return 0;
+	}
+	if (t->o.dns && !t->dns) {
+		*why = "the DNS proxy is not serving";
+		return 0;
+	}
+	return 1;
 }
 
 void tracker_counts(struct tracker *t, struct tracker_counts *ret)

@@ -34,6 +34,7 @@ struct tracker_opts {
 	struct dnsproxy_opts dns_opts;
 	int64_t dns_grace_ns;     /* a resolved name names its address this long past the TTL */
 	int allow_resolver_sockets;
+	struct metrics *metrics;  /* counted into when set (the agent's /metrics) */
 };
 
 struct tracker_counts {
@@ -75,5 +76,12 @@ int tracker_run(struct tracker *t);
 int tracker_finish(struct tracker *t, struct tracker_counts *ret);
 
 void tracker_counts(struct tracker *t, struct tracker_counts *ret);
+
+/* What /metrics shows of the agent; callable from any thread. */
+struct metrics_snapshot;
+void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret);
+
+/* 1 if events are being recorded: attached, the last commit succeeded, DNS proxy serving. */
+int tracker_ready(struct tracker *t, const char **why);
 
 #endif /* NT_TRACKER_H */
