@@ -141,6 +141,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 
 	for (;;) {
 		size_t batch = FEED_BATCH;
+		int64_t seq = 0;
 		int n;
 
 		if (s->off < s->buf.len) {
@@ -155,12 +156,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (s->limit && s->limit - s->sent < batch)
 			batch = (size_t)(s->limit - s->sent);
+		/* Read before the events: every id up to it is committed when they are read. */
+		if (feed_last_id(s->reader, &seq) < 0)
+			seq = 0;
 		n = feed_read(s->reader, &s->filter, s->last_id, batch, s->fmt, &s->buf, &s->last_id);
 		if (n < 0)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		s->sent += (uint64_t)n;
 		if (n > 0)
 			continue;
+		/*
+		 * Nothing passed the filter up to seq: later polls start there, instead of scanning
+		 * again every event of other scopes or kinds since the last one sent.
+		 */
+		if (seq > s->last_id)
+			s->last_id = seq;
 		if (!s->follow)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (s->h->stopping || peer_gone(s->conn))
