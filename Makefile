@@ -192,8 +192,19 @@ $(BUILD)/bench/feedbench: bench/feedbench.c $(BUILD)/exporters/feed.o $(BUILD)/e
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
 
-bench: $(BUILD)/nettrail $(BUILD)/bench/loadgen
-	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) LOADGEN=$(abspath $(BUILD)/bench/loadgen) bench/run
+# /metrics scrape latency against /healthz, on the agent's HTTP server with synthetic metrics.
+$(BUILD)/bench/httpbench: bench/httpbench.c $(BUILD)/exporters/http.o $(BUILD)/exporters/metrics.o \
+	$(BUILD)/exporters/feed.o $(BUILD)/exporters/nettrail.pb-c.o $(BUILD)/agent/parse.o \
+	$(BUILD)/agent/log.o Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
+
+BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/feedbench $(BUILD)/bench/httpbench
+bench: $(BUILD)/nettrail $(BENCH_BINS)
+	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) LOADGEN=$(abspath $(BUILD)/bench/loadgen) \
+		FEEDBENCH=$(abspath $(BUILD)/bench/feedbench) HTTPBENCH=$(abspath $(BUILD)/bench/httpbench) \
+		bench/run
 
 example: $(BUILD)/nettrail
 	$(Q)rm -f $(BUILD)/example.db*
