@@ -691,6 +691,41 @@ int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answe
 	return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 
+int store_runs_since(struct store *s, int64_t *started, int64_t *ended, store_run_fn fn,
+		     void *ctx)
+{
+	static const char sql[] =
+		"SELECT 0, id, scope, 0 FROM runs WHERE id > ?1"
+		" UNION ALL SELECT 1, ended_ns, scope, exit_status FROM runs WHERE ended_ns > ?2"
+		" ORDER BY 1, 2";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, *started);
+	sqlite3_bind_int64(st, 2, *ended);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int end = sqlite3_column_int(st, 0);
+		int64_t v = sqlite3_column_int64(st, 1);
+		const char *scope = (const char *)sqlite3_column_text(st, 2);
+
+		if (fn)
+			fn(ctx, scope ? scope : "", !end ? "started"
+					   : sqlite3_column_int(st, 3) ? "failed" : "succeeded");
+		if (!end && v > *started)
+			*started = v;
+		if (end && v > *ended)
+			*ended = v;
+	}
+	sqlite3_finalize(st);
+	if (*started < 0)
+		*started = 0;
+	if (*ended < 0)
+		*ended = 0;
+	return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
 int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id)
 {
 	sqlite3_stmt *st = s->stmt[ST_RUN_BEGIN];

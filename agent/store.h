@@ -90,6 +90,15 @@ struct run_row {
 };
 
 int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id);
+
+/*
+ * Runs started after *started (a runs.id) and ended after *ended (ended_ns): fn gets each with
+ * "started", then "succeeded" or "failed" (exit status not 0) once it has ended; the cursors
+ * move past them. A cursor of -1 is set to where the table stands, with no calls.
+ */
+typedef void (*store_run_fn)(void *ctx, const char *scope, const char *status);
+int store_runs_since(struct store *s, int64_t *started, int64_t *ended, store_run_fn fn,
+		     void *ctx);
 int store_run_delete(struct store *s, int64_t run_id);
 int store_run_end(struct store *s, int64_t run_id, int64_t ended_ns, int exit_status);
 /* The run whose cgroup this is: 1 found, 0 not, or -errno. */

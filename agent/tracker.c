@@ -71,8 +71,9 @@ struct tracker {
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
 	time_t failure_logged_s;
 	int64_t pruned_seen;     /* agent_state.pruned_ns last seen (0: none); -1 before a look */
-	int64_t runs_counted[64]; /* the last runs counted in metrics, so none counts twice */
-	unsigned n_runs_counted;
+	int64_t runs_started_seen; /* runs.id and runs.ended_ns up to which metrics counted */
+	int64_t runs_ended_seen;
+	int64_t runs_checked;      /* second of the last look */
 	int commit_failing;      /* the last commit failed: not ready */
 	int64_t pruned_checked;  /* tenth of a second of the last look */
 	/* counters: main thread writes the first four, the writer the last two */
@@ -227,15 +228,6 @@ static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
 	store_put_cgroup(t->store, id, path, ret->scope, ret->run_id, wall_now_ns());
 }
 
-static void count_run(struct tracker *t, const struct cg_entry *cg)
-{
-	for (unsigned i = 0; i < ARRAY_SIZE(t->runs_counted); i++)
-		if (t->runs_counted[i] == cg->run_id)
-			return;
-	t->runs_counted[t->n_runs_counted++ % ARRAY_SIZE(t->runs_counted)] = cg->run_id;
-	metrics_run_seen(t->o.metrics, cg->scope);
-}
-
 static const struct cg_entry *cg_lookup(struct tracker *t, uint64_t id)
 {
 	size_t i = (size_t)(id * 0x9E3779B97F4A7C15ULL >> 52) & (CGMAP_CAP - 1);
@@ -249,8 +241,6 @@ static const struct cg_entry *cg_lookup(struct tracker *t, uint64_t id)
 	if (t->cgmap[i].id != 0) /* full: start over */
 		memset(t->cgmap, 0, CGMAP_CAP * sizeof(*t->cgmap));
 	cg_resolve(t, id, &t->cgmap[i]);
-	if (t->cgmap[i].run_id > 0)
-		count_run(t, &t->cgmap[i]);
 	return &t->cgmap[i];
 }
 
@@ -474,6 +464,30 @@ static void writer_check_pruned(struct tracker *t)
 	t->pruned_seen = pruned; /* the first look only learns where things stand */
 }
 
+static void count_run(void *ctx, const char *scope, const char *status)
+{
+	struct tracker *t = ctx;
+
+	metrics_run(t->o.metrics, scope, status);
+}
+
+/*
+ * Runs started and ended in the database since the last look, once a second: the runs are
+ * written by `nettrail run` itself, which the agent only learns of through the store.
+ */
+static void writer_count_runs(struct tracker *t)
+{
+	struct timespec now;
+
+	if (!t->o.metrics)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec == t->runs_checked)
+		return;
+	t->runs_checked = now.tv_sec;
+	store_runs_since(t->store, &t->runs_started_seen, &t->runs_ended_seen, count_run, t);
+}
+
 static void writer_abort(struct tracker *t, struct writer_tx *tx)
 {
 	store_rollback(t->store);
@@ -585,8 +599,10 @@ static void *writer_main(void *arg)
 	while ((n = queue_pop(&t->q, batch, ARRAY_SIZE(batch), TICK_MS)) != -EPIPE) {
 		int sync = 0;
 
-		if (!tx.open)
+		if (!tx.open) {
 			writer_check_pruned(t);
+			writer_count_runs(t);
+		}
 		for (int i = 0; i < n; i++) {
 			sync |= batch[i].type == QI_SYNC;
 			writer_apply(t, &tx, &batch[i]);
@@ -1007,6 +1023,10 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	}
 	if (o->dns)
 		domains_preload(t);
+	/* Only runs from now on are counted: counters start at zero with the process. */
+	t->runs_started_seen = t->runs_ended_seen = -1;
+	if (o->metrics)
+		store_runs_since(t->store, &t->runs_started_seen, &t->runs_ended_seen, NULL, NULL);
 	if (o->dns) {
 		struct dnsproxy_hooks hooks = {
 			.ctx = t, .before_query = dns_before_query, .origin = dns_origin,

@@ -169,13 +169,15 @@ void metrics_dns(struct metrics *m, const char *scope, const char *verdict, cons
 	pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_run_seen(struct metrics *m, const char *scope)
+void metrics_run(struct metrics *m, const char *scope, const char *status)
 {
 	char labels[256];
+	size_t o;
 
 	if (!m)
 		return;
-	label_put(labels, sizeof(labels), 0, "scope", scope);
+	o = label_put(labels, sizeof(labels), 0, "scope", scope);
+	label_put(labels, sizeof(labels), o, "status", status);
 	pthread_mutex_lock(&m->lock);
 	family_inc(m, &m->runs, labels);
 	pthread_mutex_unlock(&m->lock);
@@ -468,7 +470,8 @@ int metrics_render(struct metrics *m, char **ret, size_t *ret_len)
 			      "DNS queries of watched processes, by scope, verdict, answer code, query "
 			      "type and transport.");
 	family_render(&o, &m->runs, "nettrail_runs_total",
-		      "Runs (nettrail run) the agent recorded events of, by scope.");
+		      "Runs (nettrail run) recorded in the agent's database, by scope and status: "
+		      "started, then succeeded or failed.");
 	histogram_render(&o, &m->commit, "nettrail_store_commit_duration_seconds",
 			 "Time to commit one batch of events to SQLite.");
 	if (s.dns)

@@ -45,7 +45,8 @@ void metrics_dns(struct metrics *m, const char *scope, const char *verdict, cons
 		 const char *qtype, const char *transport);
 void metrics_dns_upstream_seconds(struct metrics *m, double seconds);
 void metrics_commit_seconds(struct metrics *m, double seconds);
-void metrics_run_seen(struct metrics *m, const char *scope);
+/* A run started, or ended: status "started", "succeeded" or "failed". */
+void metrics_run(struct metrics *m, const char *scope, const char *status);
 
 /* The query types that are label values as they are; any other is "other". */
 const char *metrics_qtype_label(const char *qtype);
