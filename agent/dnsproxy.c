@@ -460,6 +460,22 @@ static size_t query_reject(const uint8_t *msg, size_t len, uint8_t *out, size_t 
 			      cap);
 }
 
+/*
+ * Counts a message and parses it into p->q: 1 if it is a query to forward; else 0, with the
+ * answer it gets (if any) in out, *n bytes.
+ */
+static int query_admit(struct dnsproxy *p, const uint8_t *msg, size_t len,
+		       uint8_t out[DNS_MSG_MAX], size_t *n)
+{
+	p->c.queries++;
+	*n = 0;
+	if (len <= QUERY_MAX && dns_parse_query(msg, len, &p->q) == DNS_OK)
+		return 1;
+	p->c.malformed++;
+	*n = query_reject(msg, len, out, DNS_MSG_MAX);
+	return 0;
+}
+
 /* ---- UDP ----------------------------------------------------------------------------------- */
 
 static void udp_reply(struct dnsproxy *p, int listener, const uint8_t *msg, size_t len,
@@ -594,6 +610,8 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 		      const struct sockaddr_storage *from, socklen_t fromlen)
 {
 	struct nt_dns_key key = { .proto = IPPROTO_UDP };
+	uint8_t out[DNS_MSG_MAX];
+	size_t n;
 	struct nt_dns_origin origin;
 	struct dnsproxy_upstream up_addr;
 	struct query_meta m;
@@ -602,12 +620,7 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	int32_t i;
 	int r;
 
-	p->c.queries++;
-	if (len > QUERY_MAX || dns_parse_query(msg, len, &p->q) != DNS_OK) {
-		uint8_t out[DNS_MSG_MAX];
-		size_t n = query_reject(msg, len, out, sizeof(out));
-
-		p->c.malformed++;
+	if (!query_admit(p, msg, len, out, &n)) {
 		if (n)
 			udp_reply(p, listener, out, n, from, fromlen);
 		return;
@@ -847,16 +860,13 @@ static int tcp_connect_upstream(struct dnsproxy *p, struct tcpconn *c)
 
 static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg, size_t len)
 {
+	uint8_t out[DNS_MSG_MAX];
+	size_t n;
 	struct query_meta m;
 	struct tcp_pending *q = NULL;
 	int r;
 
-	p->c.queries++;
-	if (len > QUERY_MAX || dns_parse_query(msg, len, &p->q) != DNS_OK) {
-		uint8_t out[DNS_MSG_MAX];
-		size_t n = query_reject(msg, len, out, sizeof(out));
-
-		p->c.malformed++;
+	if (!query_admit(p, msg, len, out, &n)) {
 		if (n)
 			tcp_send_client(p, c, out, n);
 		return;

@@ -474,66 +474,51 @@ static void hex_key(const uint8_t key[16], char hex[33])
 		snprintf(hex + 2 * i, 3, "%02x", key[i]);
 }
 
-/* A connect to a local resolver's unix socket: the path is the address. */
-static int insert_unix_connection(struct store *s, const struct conn_record *c, int64_t process_id,
-				  const char *scope, int64_t run_id, int64_t id)
-{
-	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
-	const char *path = event_resolver_path(c->addr[0]);
-
-	if (!path)
-		return -EAFNOSUPPORT;
-	sqlite3_bind_int64(st, 15, id);
-	sqlite3_bind_int64(st, 1, c->time_ns);
-	sqlite3_bind_int64(st, 2, process_id);
-	bind_id(st, 3, run_id);
-	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, (int64_t)c->cgroup_id);
-	sqlite3_bind_text(st, 6, event_kind_name(c->kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, "unix", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, "unix", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 9, path, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 10, "", 0, SQLITE_STATIC);
-	sqlite3_bind_int(st, 11, 0);
-	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 13, c->tid);
-	sqlite3_bind_null(st, 14);
-	return stmt_run(st);
-}
-
+/*
+ * One connection row. A connect to a local resolver's unix socket has its path as the address,
+ * 'unix' as family and protocol, no key and no port.
+ */
 static int insert_connection(struct store *s, const struct conn_record *c, int64_t process_id,
 			     const char *scope, int64_t run_id, const char *domain)
 {
 	sqlite3_stmt *st = s->stmt[ST_CONN_INSERT];
-	char text[ADDR_TEXT_MAX], pbuf[16], hex[33];
+	char text[ADDR_TEXT_MAX], pbuf[16], hex[33] = "";
+	const char *family = "unix", *proto = "unix", *addr;
 	uint8_t key[16];
 	int64_t id;
 	int r;
 
-	if (c->family != AF_UNIX && (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
-				     addr_key(c->family, c->addr, key) < 0))
-		return -EAFNOSUPPORT;
+	if (c->family == AF_UNIX) {
+		addr = event_resolver_path(c->addr[0]);
+		if (!addr)
+			return -EAFNOSUPPORT;
+	} else {
+		if (addr_format(c->family, c->addr, text, sizeof(text)) < 0 ||
+		    addr_key(c->family, c->addr, key) < 0)
+			return -EAFNOSUPPORT;
+		hex_key(key, hex);
+		addr = text;
+		family = c->family == AF_INET ? "ipv4" : "ipv6";
+		proto = addr_proto_name(c->proto, pbuf, sizeof(pbuf));
+	}
 	r = next_event_id(s, &id);
 	if (r < 0)
 		return r;
-	if (c->family == AF_UNIX)
-		return insert_unix_connection(s, c, process_id, scope, run_id, id);
-	hex_key(key, hex);
-	sqlite3_bind_int64(st, 15, id);
 	sqlite3_bind_int64(st, 1, c->time_ns);
 	sqlite3_bind_int64(st, 2, process_id);
 	bind_id(st, 3, run_id);
 	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)c->cgroup_id);
 	sqlite3_bind_text(st, 6, event_kind_name(c->kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, c->family == AF_INET ? "ipv4" : "ipv6", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, addr_proto_name(c->proto, pbuf, sizeof(pbuf)), -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 9, text, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 10, hex, 32, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 11, c->port);
+	sqlite3_bind_text(st, 7, family, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, proto, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 9, addr, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 10, hex, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 11, c->family == AF_UNIX ? 0 : c->port);
 	sqlite3_bind_text(st, 12, event_verdict_name(c->verdict), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 13, c->tid);
-	bind_text(st, 14, domain);
+	bind_text(st, 14, c->family == AF_UNIX ? NULL : domain);
+	sqlite3_bind_int64(st, 15, id);
 	return stmt_run(st);
 }
 
