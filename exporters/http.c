@@ -13,7 +13,7 @@
 #include "log.h"
 #include "parse.h"
 
-#define REQUEST_TIMEOUT_S 30      /* an idle connection is closed after this */
+#define REQUEST_TIMEOUT_S 10      /* an idle connection is closed after this */
 #define REQUEST_MEMORY (32 * 1024) /* headers beyond this: 431, connection closed */
 #define FEED_BATCH 1000            /* events read from the store at a time, per stream */
 #define FOLLOW_POLL_MS 100         /* how often a following stream looks for new events */

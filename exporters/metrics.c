@@ -340,7 +340,8 @@ static void family_render(struct out *o, struct family *f, const char *name, con
 	for (int i = 0; i < SERIES_HASH; i++)
 		for (struct series *s = f->hash[i]; s; s = s->next)
 			all[n++] = s;
-	qsort(all, n, sizeof(*all), series_cmp);
+	if (n > 1) /* qsort with no array is undefined, even for no elements */
+		qsort(all, n, sizeof(*all), series_cmp);
 	for (unsigned i = 0; i < n; i++)
 		out_printf(o, "%s{%s} %llu\n", name, all[i]->labels, (unsigned long long)all[i]->value);
 	free(all);
