@@ -1095,7 +1095,9 @@ void tracker_log_dns(struct tracker *t)
 	if (t->o.dns_opts.upstream.len)
 		dnsproxy_format_addr_sa(&t->o.dns_opts.upstream.addr, up, sizeof(up));
 	log_info("DNS of the watched cgroups goes through the proxy on 127.0.0.1:%u%s, to %s",
-		 dnsproxy_port(t->dns), dnsproxy_has_v6(t->dns) ? " and [::1]" : " (no IPv6)", up);
+		 dnsproxy_port(t->dns),
+		 dnsproxy_has_v6(t->dns) ? " and [::1]" : " only (no ::1: IPv6 resolvers are left alone)",
+		 up);
 	if (!loader_has_unix_hook(t->loader))
 		log_warn("this kernel (before 6.7) cannot see connects to nscd or systemd-resolved: "
 			 "lookups through them are not recorded");

@@ -381,14 +381,11 @@ static __always_inline void dns_redirect6(struct bpf_sock_addr *ctx)
 }
 
 /* Replies come from the proxy: show them as the resolver's, as the client expects. */
-static __always_inline struct nt_dns_origin *dns_origin_of(struct bpf_sock_addr *ctx, __u8 family)
+static __always_inline struct nt_dns_origin *dns_origin_of(struct bpf_sock_addr *ctx)
 {
-	struct nt_dns_origin *o;
-
 	if (!dns_port || ctx->user_port != dns_port || !ctx->sk)
 		return 0;
-	o = bpf_sk_storage_get(&dns_socks, ctx->sk, 0, 0);
-	return o && o->family == family ? o : 0;
+	return bpf_sk_storage_get(&dns_socks, ctx->sk, 0, 0);
 }
 
 static __always_inline void dns_unredirect4(struct bpf_sock_addr *ctx)
@@ -398,8 +395,8 @@ static __always_inline void dns_unredirect4(struct bpf_sock_addr *ctx)
 
 	if (ctx->user_ip4 != LOOPBACK4_BE)
 		return;
-	o = dns_origin_of(ctx, AF_INET);
-	if (!o)
+	o = dns_origin_of(ctx);
+	if (!o || o->family != AF_INET)
 		return;
 	__builtin_memcpy(&ip, o->addr, 4);
 	ctx->user_ip4 = ip;
@@ -409,17 +406,27 @@ static __always_inline void dns_unredirect4(struct bpf_sock_addr *ctx)
 static __always_inline void dns_unredirect6(struct bpf_sock_addr *ctx)
 {
 	struct nt_dns_origin *o;
-	__u32 w[4];
+	__u32 w[4] = { 0, 0, bpf_htonl(0xffff), 0 };
+	int mapped;
 
 	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0)
 		return;
-	if (!(ctx->user_ip6[2] == 0 && ctx->user_ip6[3] == bpf_htonl(1)) &&
-	    !(ctx->user_ip6[2] == bpf_htonl(0xffff) && ctx->user_ip6[3] == LOOPBACK4_BE))
+	mapped = ctx->user_ip6[2] == bpf_htonl(0xffff) && ctx->user_ip6[3] == LOOPBACK4_BE;
+	if (!mapped && !(ctx->user_ip6[2] == 0 && ctx->user_ip6[3] == bpf_htonl(1)))
 		return;
-	o = dns_origin_of(ctx, AF_INET6);
+	o = dns_origin_of(ctx);
 	if (!o)
 		return;
-	__builtin_memcpy(w, o->addr, 16);
+	/*
+	 * An IPv6 socket sending to a v4-mapped resolver without connecting goes through the
+	 * IPv4 sendmsg hook, which keeps an IPv4 origin: the reply shows it v4-mapped again.
+	 */
+	if (o->family == AF_INET6)
+		__builtin_memcpy(w, o->addr, 16);
+	else if (mapped)
+		__builtin_memcpy(&w[3], o->addr, 4);
+	else
+		return;
 	ctx->user_ip6[0] = w[0];
 	ctx->user_ip6[1] = w[1];
 	ctx->user_ip6[2] = w[2];

@@ -263,6 +263,67 @@ def dns_send_exit(host, name):
     os._exit(0)
 
 
+def dns_answer_name(msg):
+    """The question name of a DNS message, lowercase, without the trailing dot."""
+    labels, i = [], 12
+    while msg[i]:
+        labels.append(msg[i + 1:i + 1 + msg[i]].decode().lower())
+        i += 1 + msg[i]
+    return ".".join(labels)
+
+
+def dns_tcp_pipeline(host, *names):
+    """Every query on one TCP connection before reading any answer; prints "id name rcode"
+    for each answer in the order they come."""
+    check_loopback(host)
+    s = socket.create_connection((host, 53), timeout=5)
+    for i, name in enumerate(names):
+        q = dns_query(name, ident=0x100 + i)
+        s.sendall(len(q).to_bytes(2, "big") + q)
+    buf = b""
+    for _ in names:
+        while len(buf) < 2 or len(buf) < 2 + int.from_bytes(buf[:2], "big"):
+            chunk = s.recv(4096)
+            if not chunk:
+                sys.exit("connection closed early")
+            buf += chunk
+        n = int.from_bytes(buf[:2], "big")
+        msg, buf = buf[2:2 + n], buf[2 + n:]
+        print(f"{int.from_bytes(msg[:2], 'big'):#x} {dns_answer_name(msg)} {msg[3] & 0xf}")
+
+
+def dns_same_id(host, name):
+    """One query with the id every other caller of this uses too (0x1234), unconnected UDP;
+    prints "ok" if the answer has that id and this name, else what came back."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(dns_query(name, ident=0x1234), (host, 53))
+    msg, peer = s.recvfrom(4096)
+    ident, got = int.from_bytes(msg[:2], "big"), dns_answer_name(msg)
+    print("ok" if ident == 0x1234 and got == name.lower() else f"got {ident:#x} {got}")
+
+
+def dns_peer(host):
+    """What the socket API shows of the resolver: getpeername of connected UDP and TCP
+    sockets, and the source of an answer to an unconnected UDP query. One line each."""
+    check_loopback(host)
+    fam = family_of(host)
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    u.connect((host, 53))
+    print("udp-connected", u.getpeername()[:2])
+    u.send(dns_query("ci.example.test"))
+    u.settimeout(5)
+    u.recv(4096)
+    t = socket.create_connection((host, 53), timeout=5)
+    print("tcp", t.getpeername()[:2])
+    v = socket.socket(fam, socket.SOCK_DGRAM)
+    v.settimeout(5)
+    v.sendto(dns_query("ci.example.test"), (host, 53))
+    _, peer = v.recvfrom(4096)
+    print("udp-from", peer[:2])
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -303,6 +364,12 @@ def main(argv):
         dns_tcp_halfclose(args[0], args[1])
     elif cmd == "dns-send-exit":
         dns_send_exit(args[0], args[1])
+    elif cmd == "dns-tcp-pipeline":
+        dns_tcp_pipeline(args[0], *args[1:])
+    elif cmd == "dns-same-id":
+        dns_same_id(args[0], args[1])
+    elif cmd == "dns-peer":
+        dns_peer(args[0])
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

@@ -17,7 +17,7 @@ start_dnsmasq() {
 	ip addr add 127.0.0.2/8 dev lo 2>/dev/null
 	bg "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --no-poll --user=root \
 		--bind-interfaces --listen-address="$RESOLVER,::1" --port=53 --pid-file= \
-		--log-queries --log-facility="$T/dnsmasq.log" --local-ttl=60 \
+		--log-queries --log-facility="$T/dnsmasq.log" --local-ttl="${DNSMASQ_TTL:-60}" \
 		--host-record=ci.example.test,127.0.0.10,::1 \
 		--host-record=api.example.test,127.0.0.1 \
 		--cname=www.example.test,ci.example.test \
@@ -125,6 +125,8 @@ test_dns_resolver_nobody_listens_on_with_upstream() {
 		"SERVFAIL upstream refused" "recorded with the reason"
 	expect_match "$(cat "$T/report")" \
 		"DNS: 1 query for 1 name, 1 without an answer: ci.example.test A \\(SERVFAIL\\)" "run report"
+	expect_eq "$(q "$DB" "select max(value) from stats where source = 'run:2' and name = 'dns_upstream_errors'")" \
+		1 "counted as an upstream error"
 }
 
 test_dns_upstream_timeout_is_servfail() {
@@ -140,16 +142,80 @@ test_dns_upstream_timeout_is_servfail() {
 }
 
 test_dns_outside_processes_untouched() {
+	local cg="$CG2/nettrail-test-dns-$$"
 	start_dnsmasq
-	mkdir -p "$CG2/nettrail-test-dns-$$"
-	start_agent --watch "$CG2/nettrail-test-dns-$$:svc"
-	# Outside the watched cgroup: 127.0.0.99 stays unanswered, 127.0.0.2 answers directly.
-	dig +short +time=1 +tries=1 @127.0.0.99 ci.example.test >"$T/out1"
+	mkdir -p "$cg"
+	start_agent --watch "$cg:svc" --upstream "$RESOLVER"
+	# Inside the watched cgroup, 127.0.0.99 (no resolver) is answered through the agent's
+	# --upstream; outside it stays unanswered, and 127.0.0.2 answers directly, unrecorded.
+	sh -c "echo \$\$ > $cg/cgroup.procs; exec dig +short +time=2 +tries=1 @127.0.0.99 ci.example.test" >"$T/in"
+	dig +short +time=1 +tries=1 @127.0.0.99 www.example.test >"$T/out1"
+	expect_eq "$(cat "$T/in")" 127.0.0.10 "the watched process is redirected"
 	expect_match "$(cat "$T/out1")" "timed out|no servers" "no redirect outside"
-	expect_eq "$(dig +short +time=2 +tries=1 @$RESOLVER ci.example.test)" 127.0.0.10 "direct answer"
+	expect_eq "$(dig +short +time=2 +tries=1 @$RESOLVER api.example.test)" 127.0.0.1 "direct answer"
 	stop_agent
-	rmdir "$CG2/nettrail-test-dns-$$"
-	expect_eq "$(q "$DB" "select count(*) from dns_queries")" 0 "nothing recorded"
+	rmdir "$cg"
+	expect_eq "$(q "$DB" "select scope, qname, resolver, upstream from dns_queries" | tr '|' ' ')" \
+		"svc ci.example.test 127.0.0.99:53 127.0.0.2:53" "only the watched query recorded"
+}
+
+test_dns_tcp_pipelined_queries() {
+	# Three queries on one TCP connection before any answer is read: three answers, each
+	# with its own id and name, and three rows.
+	start_dnsmasq
+	nrun -- "$PY" "$NETUTIL" dns-tcp-pipeline "$RESOLVER" ci.example.test www.example.test api.example.test \
+		>"$T/out"
+	expect_eq "$(sort "$T/out")" "0x100 ci.example.test 0
+0x101 www.example.test 0
+0x102 api.example.test 0" "answers"
+	expect_eq "$(q "$DB" "select count(*), count(distinct qname), group_concat(distinct transport),
+		count(distinct process_id) from dns_queries")" "3|3|tcp|1" "rows"
+}
+
+test_dns_same_id_from_many_clients() {
+	# 30 processes send the same query id at once: the proxy gives each its own id upstream,
+	# and each gets its own answer back under the id it sent.
+	start_dnsmasq
+	nrun -- sh -c "for i in \$(seq 1 30); do $PY $NETUTIL dns-same-id $RESOLVER s\$i.many.example.test & done; wait" \
+		>"$T/out"
+	expect_eq "$(sort -u "$T/out")" ok "every client got its own answer"
+	expect_eq "$(wc -l <"$T/out")" 30 "30 answers"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries d join processes p on p.id = d.process_id
+		where p.cmdline like '% ' || d.qname")" 30 "each row with its process"
+}
+
+test_dns_domain_expires_after_ttl_and_grace() {
+	# A 1 s TTL and no grace: a connect right after the lookup has the name, one 2.5 s later
+	# does not.
+	DNSMASQ_TTL=1 start_dnsmasq
+	serve_tcp 18304
+	nrun --dns-grace 0s -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER api.example.test >/dev/null;
+		$PY $NETUTIL connect 127.0.0.1 18304; sleep 2.5; $PY $NETUTIL connect 127.0.0.1 18304"
+	expect_eq "$(q "$DB" "select ttl from dns_answers")" 1 "TTL as answered"
+	expect_eq "$(q "$DB" "select coalesce(domain, '-') from connections where port = 18304 order by id" |
+		paste -sd' ')" "api.example.test -" "named within the TTL, not after"
+}
+
+test_dns_replies_seem_to_come_from_the_resolver() {
+	# What programs check: getpeername of connected UDP and TCP sockets, and the source of an
+	# answer to an unconnected query, over IPv4, IPv6 and v4-mapped IPv6.
+	start_dnsmasq
+	nrun -- sh -c "$PY $NETUTIL dns-peer $RESOLVER; $PY $NETUTIL dns-peer ::1;
+		$PY $NETUTIL dns-peer ::ffff:$RESOLVER; dig +tcp -6 +short +time=2 +tries=1 @::1 ci.example.test AAAA" \
+		>"$T/out"
+	expect_eq "$(cat "$T/out")" "udp-connected ('127.0.0.2', 53)
+tcp ('127.0.0.2', 53)
+udp-from ('127.0.0.2', 53)
+udp-connected ('::1', 53)
+tcp ('::1', 53)
+udp-from ('::1', 53)
+udp-connected ('::ffff:127.0.0.2', 53)
+tcp ('::ffff:127.0.0.2', 53)
+udp-from ('::ffff:127.0.0.2', 53)
+::1" "the resolver, never the proxy"
+	expect_eq "$(q "$DB" "select transport, resolver from dns_queries where qtype = 'AAAA'" | tr '|' ' ')" \
+		"tcp [::1]:53" "TCP over IPv6 recorded"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where process_id is null")" 0 "all attributed"
 }
 
 test_dns_concurrent_short_lived_processes() {
