@@ -302,12 +302,18 @@ void loader_forget_procs(struct loader *l)
 
 void loader_ringbuf_usage(struct loader *l, uint64_t *used, uint64_t *size)
 {
+	unsigned long cons, prod;
+
 	*used = *size = 0;
 	if (!l->rb_consumer)
 		return;
 	*size = l->rb_size;
-	*used = __atomic_load_n(l->rb_producer, __ATOMIC_ACQUIRE) -
-		__atomic_load_n(l->rb_consumer, __ATOMIC_ACQUIRE);
+	/* Consumer first: read after it, the producer is never behind it. */
+	cons = __atomic_load_n(l->rb_consumer, __ATOMIC_ACQUIRE);
+	prod = __atomic_load_n(l->rb_producer, __ATOMIC_ACQUIRE);
+	*used = prod > cons ? prod - cons : 0;
+	if (*used > *size)
+		*used = *size;
 }
 
 int loader_ringbuf_fd(struct loader *l)

@@ -219,6 +219,9 @@ static int store_migrate_step(struct store *s, int to)
 	if (r == 0)
 		r = store_exec(s, "COMMIT");
 	if (r < 0) {
+		/* SQLite's words for the failure, before the rollback replaces them. */
+		snprintf(open_errmsg, sizeof(open_errmsg), "migration %d: %s", v + 1,
+			 sqlite3_errmsg(s->db));
 		store_rollback(s);
 		return r;
 	}
@@ -306,6 +309,7 @@ int store_open(const char *path, int flags, struct store **ret)
 	struct store *s;
 	int rc, r;
 
+	open_errmsg[0] = '\0';
 	if (!(flags & STORE_READONLY)) {
 		r = store_check_writable(path);
 		if (r < 0)
@@ -328,7 +332,8 @@ int store_open(const char *path, int flags, struct store **ret)
 	*ret = s;
 	return 0;
 out_close:
-	snprintf(open_errmsg, sizeof(open_errmsg), "%s", store_errmsg(s));
+	if (sqlite3_errcode(s->db) != SQLITE_OK || !open_errmsg[0])
+		snprintf(open_errmsg, sizeof(open_errmsg), "%s", store_errmsg(s));
 	store_close(s);
 	return r;
 }
@@ -351,6 +356,14 @@ int store_begin(struct store *s)
 
 int store_commit(struct store *s)
 {
+	/*
+	 * SQLite may have rolled the transaction back on an error: then the ids it gave are gone
+	 * with it, and writing the sequence alone could move it back below another writer's.
+	 */
+	if (sqlite3_get_autocommit(s->db)) {
+		s->seq_read = s->seq_dirty = 0;
+		return -EIO;
+	}
 	if (s->seq_dirty && store_set_state(s, "event_seq", s->event_seq) < 0)
 		return -EIO;
 	s->seq_read = s->seq_dirty = 0;
@@ -676,38 +689,52 @@ int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answe
 	return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 
-int store_runs_since(struct store *s, int64_t *started, int64_t *ended, store_run_fn fn,
-		     void *ctx)
+static int runs_open_find(const struct runs_cursor *c, int64_t id)
+{
+	for (int i = 0; i < c->n_open; i++)
+		if (c->open[i] == id)
+			return i;
+	return -1;
+}
+
+int store_runs_since(struct store *s, struct runs_cursor *c, store_run_fn fn, void *ctx)
 {
 	static const char sql[] =
-		"SELECT 0, id, scope, 0 FROM runs WHERE id > ?1"
-		" UNION ALL SELECT 1, ended_ns, scope, exit_status FROM runs WHERE ended_ns > ?2"
-		" ORDER BY 1, 2";
+		"SELECT id, scope, ended_ns IS NOT NULL, exit_status FROM runs WHERE id > ?1 ORDER BY id";
+	int positioned = c->last_id >= 0;
+	int64_t from = positioned ? c->last_id : -1;
 	sqlite3_stmt *st;
 	int rc;
 
+	for (int i = 0; i < c->n_open; i++)
+		if (c->open[i] - 1 < from)
+			from = c->open[i] - 1;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
-	sqlite3_bind_int64(st, 1, *started);
-	sqlite3_bind_int64(st, 2, *ended);
+	sqlite3_bind_int64(st, 1, from);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int end = sqlite3_column_int(st, 0);
-		int64_t v = sqlite3_column_int64(st, 1);
-		const char *scope = (const char *)sqlite3_column_text(st, 2);
+		int64_t id = sqlite3_column_int64(st, 0);
+		const char *scope = (const char *)sqlite3_column_text(st, 1);
+		int ended = sqlite3_column_int(st, 2), fresh = id > c->last_id;
+		int open = runs_open_find(c, id);
 
-		if (fn)
-			fn(ctx, scope ? scope : "", !end ? "started"
-					   : sqlite3_column_int(st, 3) ? "failed" : "succeeded");
-		if (!end && v > *started)
-			*started = v;
-		if (end && v > *ended)
-			*ended = v;
+		scope = scope ? scope : "";
+		if (fresh) {
+			if (positioned && fn)
+				fn(ctx, scope, "started");
+			c->last_id = id;
+		}
+		if (ended && open >= 0) {
+			c->open[open] = c->open[--c->n_open];
+		}
+		if (ended && (open >= 0 || (fresh && positioned)) && fn)
+			fn(ctx, scope, sqlite3_column_int(st, 3) ? "failed" : "succeeded");
+		if (!ended && fresh && c->n_open < RUNS_OPEN_MAX)
+			c->open[c->n_open++] = id;
 	}
 	sqlite3_finalize(st);
-	if (*started < 0)
-		*started = 0;
-	if (*ended < 0)
-		*ended = 0;
+	if (c->last_id < 0)
+		c->last_id = 0;
 	return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 

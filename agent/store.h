@@ -92,13 +92,23 @@ struct run_row {
 int store_run_begin(struct store *s, const struct run_row *r, int64_t *ret_id);
 
 /*
- * Runs started after *started (a runs.id) and ended after *ended (ended_ns): fn gets each with
- * "started", then "succeeded" or "failed" (exit status not 0) once it has ended; the cursors
- * move past them. A cursor of -1 is set to where the table stands, with no calls.
+ * Where a reader of the runs table stands: the last run it saw start, and the runs it saw
+ * start that had not ended (a run ends when its row is updated, in any order).
+ */
+#define RUNS_OPEN_MAX 256
+struct runs_cursor {
+	int64_t last_id; /* -1: not positioned yet */
+	int64_t open[RUNS_OPEN_MAX];
+	int n_open;
+};
+
+/*
+ * Runs started and ended since the cursor: fn gets each new run with "started", and each run
+ * seen open with "succeeded" or "failed" (exit status not 0) once it has ended. A cursor not
+ * positioned yet is moved to where the table stands, with no calls.
  */
 typedef void (*store_run_fn)(void *ctx, const char *scope, const char *status);
-int store_runs_since(struct store *s, int64_t *started, int64_t *ended, store_run_fn fn,
-		     void *ctx);
+int store_runs_since(struct store *s, struct runs_cursor *c, store_run_fn fn, void *ctx);
 int store_run_delete(struct store *s, int64_t run_id);
 int store_run_end(struct store *s, int64_t run_id, int64_t ended_ns, int exit_status);
 /* The run whose cgroup this is: 1 found, 0 not, or -errno. */

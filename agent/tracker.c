@@ -71,10 +71,9 @@ struct tracker {
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
 	time_t failure_logged_s;
 	int64_t pruned_seen;     /* agent_state.pruned_ns last seen (0: none); -1 before a look */
-	int64_t runs_started_seen; /* runs.id and runs.ended_ns up to which metrics counted */
-	int64_t runs_ended_seen;
+	struct runs_cursor runs;   /* what metrics counted of the runs table */
 	int64_t runs_checked;      /* second of the last look */
-	int commit_failing;      /* the last commit failed: not ready */
+	int store_failing;       /* the store refused the last write (cleared by a commit) */
 	int64_t pruned_checked;  /* tenth of a second of the last look */
 	/* counters: main thread writes the first four, the writer the last two */
 	uint64_t queue_full, bad, bpf_ringbuf_full, bpf_argv_fault, bpf_dns_unredirected;
@@ -422,6 +421,7 @@ static void writer_log_failure(struct tracker *t, const char *what)
 {
 	struct timespec now;
 
+	__atomic_store_n(&t->store_failing, 1, __ATOMIC_RELAXED); /* until a commit succeeds */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (t->failure_logged_s && now.tv_sec - t->failure_logged_s < 10)
 		return;
@@ -485,7 +485,7 @@ static void writer_count_runs(struct tracker *t)
 	if (now.tv_sec == t->runs_checked)
 		return;
 	t->runs_checked = now.tv_sec;
-	store_runs_since(t->store, &t->runs_started_seen, &t->runs_ended_seen, count_run, t);
+	store_runs_since(t->store, &t->runs, count_run, t);
 }
 
 static void writer_abort(struct tracker *t, struct writer_tx *tx)
@@ -508,7 +508,7 @@ static void writer_commit(struct tracker *t, struct writer_tx *tx)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = store_commit(t->store);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	__atomic_store_n(&t->commit_failing, r < 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->store_failing, r < 0, __ATOMIC_RELAXED);
 	if (r < 0) {
 		writer_log_failure(t, "commit events");
 		writer_abort(t, tx);
@@ -811,8 +811,8 @@ void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
 
 int tracker_ready(struct tracker *t, const char **why)
 {
-	if (__atomic_load_n(&t->commit_failing, __ATOMIC_RELAXED)) {
-		*why = "the last commit to the database failed";
+	if (__atomic_load_n(&t->store_failing, __ATOMIC_RELAXED)) {
+		*why = "the database refused the last write (see the log)";
 		return 0;
 	}
 	if (t->o.dns && !t->dns) {
@@ -1024,9 +1024,9 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	if (o->dns)
 		domains_preload(t);
 	/* Only runs from now on are counted: counters start at zero with the process. */
-	t->runs_started_seen = t->runs_ended_seen = -1;
+	t->runs.last_id = -1;
 	if (o->metrics)
-		store_runs_since(t->store, &t->runs_started_seen, &t->runs_ended_seen, NULL, NULL);
+		store_runs_since(t->store, &t->runs, NULL, NULL);
 	if (o->dns) {
 		struct dnsproxy_hooks hooks = {
 			.ctx = t, .before_query = dns_before_query, .origin = dns_origin,

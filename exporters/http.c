@@ -17,11 +17,13 @@
 #define REQUEST_MEMORY (32 * 1024) /* headers beyond this: 431, connection closed */
 #define FEED_BATCH 1000            /* events read from the store at a time, per stream */
 #define FOLLOW_POLL_MS 100         /* how often a following stream looks for new events */
+#define FOLLOW_MAX 48              /* following streams: the other connections stay for probes */
 
 struct http {
 	struct MHD_Daemon *d;
 	struct http_opts o;
 	volatile int stopping;
+	int followers; /* following streams open (atomic) */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -183,6 +185,8 @@ static void stream_free(void *cls)
 {
 	struct stream *s = cls;
 
+	if (s->follow)
+		__atomic_sub_fetch(&s->h->followers, 1, __ATOMIC_RELAXED);
 	feed_close(s->reader);
 	feed_buf_free(&s->buf);
 	free(s);
@@ -277,7 +281,16 @@ static enum MHD_Result serve_events(struct http *h, struct MHD_Connection *c)
 		free(s);
 		return reply_text(c, MHD_HTTP_BAD_REQUEST, msg);
 	}
+	/* A follower holds its connection: past FOLLOW_MAX, scrapes and probes keep theirs. */
+	if (s->follow && __atomic_add_fetch(&h->followers, 1, __ATOMIC_RELAXED) > FOLLOW_MAX) {
+		__atomic_sub_fetch(&h->followers, 1, __ATOMIC_RELAXED);
+		free(s);
+		return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				  "too many following streams: try again later\n");
+	}
 	if (feed_open(h->o.db_path, &s->reader) < 0) {
+		if (s->follow)
+			__atomic_sub_fetch(&h->followers, 1, __ATOMIC_RELAXED);
 		free(s);
 		return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the store cannot be read\n");
 	}

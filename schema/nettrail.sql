@@ -207,8 +207,10 @@ LEFT JOIN processes p ON p.id = c.process_id;
 -- reused and ids grow in commit order. Writers take them from agent_state.event_seq under
 -- their write lock. DNS queries recorded before this migration get ids after the
 -- connections' (their answers follow).
+-- Through negative ids: moved up in place, a row would land on one not yet moved.
 UPDATE dns_answers SET query_id = query_id + coalesce((SELECT max(id) FROM connections), 0);
-UPDATE dns_queries SET id = id + coalesce((SELECT max(id) FROM connections), 0);
+UPDATE dns_queries SET id = -id;
+UPDATE dns_queries SET id = -id + coalesce((SELECT max(id) FROM connections), 0);
 INSERT INTO agent_state (key, value)
 SELECT 'event_seq', max(coalesce((SELECT max(id) FROM connections), 0),
                         coalesce((SELECT max(id) FROM dns_queries), 0))

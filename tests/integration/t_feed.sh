@@ -104,3 +104,23 @@ test_feed_follow_delivers_within_a_second() {
 	stop_agent
 	expect_match "$(cat "$T/agent.log")" "stopped:" "the agent stopped with a follower connected"
 }
+
+test_feed_followers_leave_room_for_scrapes() {
+	# 48 following streams are served; one more gets 503, and /metrics and /healthz still
+	# answer: a feed consumer cannot take the probes' connections.
+	local i pids=()
+	start_agent --listen "127.0.0.1:$FEED_PORT"
+	for i in $(seq 48); do
+		curl -sfN "$FEED?follow=1" >/dev/null &
+		pids+=($!)
+	done
+	sleep 1
+	expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "$FEED?follow=1")" 503 "the 49th follower"
+	expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$FEED_PORT/metrics")" 200 "/metrics"
+	expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$FEED_PORT/healthz")" 200 "/healthz"
+	kill "${pids[@]}"
+	wait "${pids[@]}" 2>/dev/null
+	sleep 0.5
+	expect_eq "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$FEED?limit=1")" 200 "served again"
+	stop_agent
+}

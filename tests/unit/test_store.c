@@ -1444,6 +1444,45 @@ static void test_state(void **state)
 				 "SELECT count(*) FROM agent_state WHERE key <> 'event_seq'"), 2);
 }
 
+/* ---- runs as metrics see them ------------------------------------------------------------ */
+
+static void collect_run(void *ctx, const char *scope, const char *status)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%s%s:%s", n ? " " : "", scope, status);
+}
+
+/*
+ * Each run counts once as started, and once as succeeded or failed, whatever the order its
+ * row is ended in; runs before the cursor was positioned do not count as started.
+ */
+static void test_runs_since(void **state)
+{
+	struct fixture *f = *state;
+	struct runs_cursor c = { .last_id = -1 };
+	char got[256] = "";
+	int64_t old = begin_run(f->s, "old", 1), a, b;
+
+	assert_int_equal(store_runs_since(f->s, &c, collect_run, got), 0);
+	assert_string_equal(got, "");
+	a = begin_run(f->s, "a", 2);
+	b = begin_run(f->s, "b", 3);
+	assert_int_equal(store_run_end(f->s, b, T0 + 2 * SEC, 0), 0);
+	assert_int_equal(store_runs_since(f->s, &c, collect_run, got), 0);
+	assert_string_equal(got, "a:started b:started b:succeeded");
+	/* a ends after b was seen ended, with an earlier end time: still counted. */
+	got[0] = '\0';
+	assert_int_equal(store_run_end(f->s, a, T0 + 1 * SEC, 3), 0);
+	assert_int_equal(store_run_end(f->s, old, T0 + 3 * SEC, 0), 0);
+	assert_int_equal(store_runs_since(f->s, &c, collect_run, got), 0);
+	assert_string_equal(got, "old:succeeded a:failed");
+	got[0] = '\0';
+	assert_int_equal(store_runs_since(f->s, &c, collect_run, got), 0);
+	assert_string_equal(got, "");
+}
+
 /* ---- event ids ------------------------------------------------------------------------- */
 
 /*
@@ -1508,19 +1547,25 @@ static void test_migrate_2_to_3_renumbers_dns(void **state)
 		     " family, proto, addr, addr_key, port, verdict) VALUES"
 		     " (1, 1, 1, 100, 'web', 7, 'connect', 'ipv4', 'tcp', '10.0.0.1', 'k', 443, 'allowed'),"
 		     " (2, 2, 1, 100, 'web', 7, 'connect', 'ipv4', 'tcp', '10.0.0.1', 'k', 443, 'allowed')");
+	/* More queries than connections: moving ids up in place would collide. */
 	sql_exec(db, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype,"
-		     " transport, verdict, answers) VALUES (1, 3, 1, 'web', 'a.example', 'A', 'udp',"
-		     " 'allowed', 1)");
+		     " transport, verdict, answers) VALUES"
+		     " (1, 3, 1, 'web', 'a.example', 'A', 'udp', 'allowed', 1),"
+		     " (2, 4, 1, 'web', 'b.example', 'A', 'udp', 'allowed', 1),"
+		     " (3, 5, 1, 'web', 'c.example', 'A', 'udp', 'allowed', 0)");
 	sql_exec(db, "INSERT INTO dns_answers (query_id, name, type, value, ttl)"
-		     " VALUES (1, 'a.example', 'A', '10.0.0.1', 60)");
+		     " VALUES (1, 'a.example', 'A', '10.0.0.1', 60), (2, 'b.example', 'A', '10.0.0.2', 60)");
 	sqlite3_close(db);
 
 	assert_int_equal(store_open(f->path, 0, &f->s), 0);
-	assert_string_equal(sql_text(store_db(f->s), "SELECT id || ' ' || qname FROM dns_queries",
-				     buf, sizeof(buf)), "3 a.example");
-	assert_int_equal(sql_int(store_db(f->s), "SELECT query_id FROM dns_answers"), 3);
+	assert_string_equal(sql_text(store_db(f->s), "SELECT group_concat(id || ' ' || qname, ', ')"
+				     " FROM (SELECT * FROM dns_queries ORDER BY id)", buf, sizeof(buf)),
+			    "3 a.example, 4 b.example, 5 c.example");
+	assert_string_equal(sql_text(store_db(f->s), "SELECT group_concat(query_id || ' ' || value, ', ')"
+				     " FROM (SELECT * FROM dns_answers ORDER BY query_id)", buf, sizeof(buf)),
+			    "3 10.0.0.1, 4 10.0.0.2");
 	assert_int_equal(sql_int(store_db(f->s),
-		"SELECT value FROM agent_state WHERE key = 'event_seq'"), 3);
+		"SELECT value FROM agent_state WHERE key = 'event_seq'"), 5);
 }
 
 int main(void)
@@ -1528,6 +1573,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_new, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_event_ids_one_sequence, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_runs_since, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_2_to_3_renumbers_dns, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_previous, setup_dir, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup_store, teardown),
