@@ -231,6 +231,7 @@ def tcp_hang(host, port):
     conns = []
     while True:
         conns.append(s.accept()[0])
+        print("accepted", flush=True)
 
 
 def dns_query(name, qtype=1, ident=0x1234):

@@ -307,12 +307,13 @@ test_dns_tcp_client_gone_quiet_and_answered() {
 	# proxy must wait for the answer without spinning, then answer SERVFAIL at its deadline.
 	bg "$PY" "$NETUTIL" tcp-hang 127.0.0.96 53 >"$T/hang"
 	wait_for "$T/hang" ready || fail "hanging resolver did not start"
-	"$NETTRAIL" run --db "$DB" --dns-timeout 2s -- "$PY" "$NETUTIL" dns-tcp-halfclose 127.0.0.96 ci.example.test \
+	"$NETTRAIL" run --db "$DB" --dns-timeout 3s -- "$PY" "$NETUTIL" dns-tcp-halfclose 127.0.0.96 ci.example.test \
 		>"$T/out" 2>"$T/report" &
 	local run=$! cpu0 cpu
 	# CPU time of nettrail itself (utime + stime, in clock ticks) over 1 s while the query
-	# waits (loading the programs, before, is not counted).
-	sleep 0.7
+	# waits: from when the proxy has connected upstream (loading the programs is not counted).
+	wait_for "$T/hang" accepted 200 || fail "the proxy did not connect upstream"
+	sleep 0.1
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$run/stat")
 	sleep 1
 	cpu=$(($(awk '{ print $14 + $15 }' "/proc/$run/stat") - cpu0))
