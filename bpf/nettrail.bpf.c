@@ -504,7 +504,11 @@ int nt_egress(struct __sk_buff *skb)
 	struct nt_dns_origin *o;
 	struct bpf_sock *sk;
 
-	if (!dns_port || !dns_packet_key(skb, &key))
+	/*
+	 * Every packet of a watched cgroup comes here: only a socket that was pointed at the
+	 * proxy has an origin, and that lookup is cheaper than reading the packet's headers.
+	 */
+	if (!dns_port)
 		return 1;
 	sk = skb->sk;
 	if (!sk)
@@ -513,7 +517,7 @@ int nt_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	o = bpf_sk_storage_get(&dns_socks, sk, 0, 0);
-	if (o)
+	if (o && dns_packet_key(skb, &key))
 		dns_file_origin(&key, bpf_get_socket_cookie(skb), o);
 	return 1;
 }
