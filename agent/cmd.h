@@ -65,7 +65,8 @@ enum {
 	"                              process asked for\n"                                     \
 	"      --dns-port PORT         the DNS proxy's port on 127.0.0.1 and ::1 (default: a\n" \
 	"                              free one)\n"                                              \
-	"      --dns-timeout DURATION  SERVFAIL when the upstream has not answered (default 2s)\n" \
+	"      --dns-timeout DURATION  SERVFAIL when the upstream has not answered (500ms, 5s;\n" \
+	"                              default 2s)\n"                                          \
 	"      --dns-grace DURATION    a resolved name names its address this long past the\n"  \
 	"                              answer's TTL (default 2m)\n"                              \
 	"      --allow-resolver-sockets  let watched processes use nscd and systemd-resolved's\n" \

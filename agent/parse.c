@@ -64,6 +64,15 @@ int parse_duration(const char *s, int64_t *ret_ns)
 
 	if (len < 2 || len >= sizeof(digits))
 		return -EINVAL;
+	if (len > 2 && s[len - 2] == 'm' && s[len - 1] == 's') { /* milliseconds */
+		memcpy(digits, s, len - 2);
+		digits[len - 2] = '\0';
+		r = parse_u64(digits, 0, (uint64_t)(INT64_MAX / 1000000), &v);
+		if (r < 0)
+			return r;
+		*ret_ns = (int64_t)v * 1000000;
+		return 0;
+	}
 	memcpy(digits, s, len - 1);
 	digits[len - 1] = '\0';
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {

@@ -222,7 +222,7 @@ static void test_scope_invalid(void **state)
 	assert_int_equal(parse_scope(name), -EINVAL);
 }
 
-/* Durations for --older-than: a number and one unit, nothing else, no overflow. */
+/* Durations (--older-than, --dns-timeout): a number and one unit, nothing else, no overflow. */
 static void test_duration(void **state)
 {
 	int64_t ns = -1;
@@ -238,7 +238,13 @@ static void test_duration(void **state)
 	assert_true(ns == 14LL * 86400 * 1000000000LL);
 	assert_int_equal(parse_duration("0s", &ns), 0);
 	assert_true(ns == 0);
+	assert_int_equal(parse_duration("500ms", &ns), 0);
+	assert_true(ns == 500LL * 1000000);
+	assert_int_equal(parse_duration("5m", &ns), 0); /* minutes, not a cut-off "ms" */
+	assert_true(ns == 300LL * 1000000000LL);
 	ns = 7;
+	assert_int_equal(parse_duration("ms", &ns), -EINVAL);
+	assert_int_equal(parse_duration("1.5s", &ns), -EINVAL);
 	assert_int_equal(parse_duration("30", &ns), -EINVAL);
 	assert_int_equal(parse_duration("d", &ns), -EINVAL);
 	assert_int_equal(parse_duration("30x", &ns), -EINVAL);
