@@ -465,11 +465,12 @@ static int run_embedded(struct run_state *s, struct store *st, int64_t *lost)
 	getrusage(RUSAGE_SELF, &ru);
 	log_debug("embedded agent: %llu events stored, peak RSS %ld KiB",
 		  (unsigned long long)c.stored, ru.ru_maxrss);
-	*lost = (int64_t)(c.ringbuf_full + c.queue_full + c.store_failed + c.bad);
+	*lost = (int64_t)(c.ringbuf_full + c.queue_full + c.store_failed + c.bad + c.dns_queue_full);
 	if (*lost)
-		log_warn("%lld events lost: %llu ring buffer full, %llu queue full, %llu store failed",
-			 (long long)*lost, (unsigned long long)c.ringbuf_full,
-			 (unsigned long long)c.queue_full, (unsigned long long)c.store_failed);
+		log_warn("%lld events lost: %llu ring buffer full, %llu queue full (%llu DNS queries), "
+			 "%llu store failed", (long long)*lost, (unsigned long long)c.ringbuf_full,
+			 (unsigned long long)(c.queue_full + c.dns_queue_full),
+			 (unsigned long long)c.dns_queue_full, (unsigned long long)c.store_failed);
 	return r == 0 ? s->status : r;
 }
 

@@ -325,6 +325,25 @@ def dns_peer(host):
     print("udp-from", peer[:2])
 
 
+def dns_burst(host, n):
+    """n queries from one unconnected UDP socket as fast as it can send them (ids 0..n-1,
+    names q<i>.many.example.test), then the answers; prints how many came back."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    for i in range(n):
+        s.sendto(dns_query(f"q{i}.many.example.test", ident=i), (host, 53))
+    s.settimeout(5)
+    got = 0
+    try:
+        while got < n:
+            s.recvfrom(4096)
+            got += 1
+    except socket.timeout:
+        pass
+    print(got)
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -371,6 +390,8 @@ def main(argv):
         dns_same_id(args[0], args[1])
     elif cmd == "dns-peer":
         dns_peer(args[0])
+    elif cmd == "dns-burst":
+        dns_burst(args[0], int(args[1]))
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

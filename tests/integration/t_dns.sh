@@ -365,3 +365,17 @@ other 18302 -" "domain from the scope's earlier run only"
 	"$NETTRAIL" events --db "$DB" --scope app >"$T/events"
 	expect_match "$(cat "$T/events")" "127.0.0.1 +18302 api.example.test" "events show the domain"
 }
+
+test_dns_queue_loss_is_counted() {
+	# A writer queue of 4 items cannot take a burst of answered queries: the records that do
+	# not fit are counted lost, and stored + lost is every query the proxy answered.
+	local n=2000 rows lost
+	start_dnsmasq
+	nrun --queue-size 4 -- "$PY" "$NETUTIL" dns-burst "$RESOLVER" "$n" >"$T/out"
+	rows=$(q "$DB" "select count(*) from dns_queries")
+	lost=$(q "$DB" "select events from events_lost where source = 'run:1' and reason = 'events_lost_dns_queue'")
+	expect_eq "$(cat "$T/out")" "$n" "every query answered"
+	expect_ge "$lost" 1 "loss was forced"
+	expect_eq "$((rows + ${lost:-0}))" "$n" "stored ($rows) + lost ($lost) = queries"
+	expect_match "$(cat "$T/report")" "events lost: [1-9]" "the report shows the loss"
+}
