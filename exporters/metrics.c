@@ -123,21 +123,29 @@ static void family_free(struct family *f)
 	}
 }
 
-void metrics_connect(struct metrics *m, const char *scope, const char *verdict,
-		     const char *proto, const char *family)
+/* Adds 1 to the series of these label names and values (NULL-terminated names). */
+static void count(struct metrics *m, struct family *f, const char *const names[],
+		  const char *const values[])
 {
 	char labels[512];
 	size_t o = 0;
 
 	if (!m)
 		return;
-	o = label_put(labels, sizeof(labels), o, "scope", scope);
-	o = label_put(labels, sizeof(labels), o, "verdict", verdict);
-	o = label_put(labels, sizeof(labels), o, "proto", proto);
-	label_put(labels, sizeof(labels), o, "family", family);
+	for (int i = 0; names[i]; i++)
+		o = label_put(labels, sizeof(labels), o, names[i], values[i]);
 	pthread_mutex_lock(&m->lock);
-	family_inc(m, &m->connect, labels);
+	family_inc(m, f, labels);
 	pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_connect(struct metrics *m, const char *scope, const char *verdict,
+		     const char *proto, const char *family)
+{
+	static const char *const names[] = { "scope", "verdict", "proto", "family", NULL };
+
+	count(m, m ? &m->connect : NULL, names,
+	      (const char *const[]){ scope, verdict, proto, family });
 }
 
 const char *metrics_qtype_label(const char *qtype)
@@ -154,33 +162,18 @@ const char *metrics_qtype_label(const char *qtype)
 void metrics_dns(struct metrics *m, const char *scope, const char *verdict, const char *rcode,
 		 const char *qtype, const char *transport)
 {
-	char labels[512];
-	size_t o = 0;
+	static const char *const names[] = { "scope", "verdict", "rcode", "qtype", "transport", NULL };
 
-	if (!m)
-		return;
-	o = label_put(labels, sizeof(labels), o, "scope", scope);
-	o = label_put(labels, sizeof(labels), o, "verdict", verdict);
-	o = label_put(labels, sizeof(labels), o, "rcode", rcode ? rcode : "none");
-	o = label_put(labels, sizeof(labels), o, "qtype", metrics_qtype_label(qtype));
-	label_put(labels, sizeof(labels), o, "transport", transport);
-	pthread_mutex_lock(&m->lock);
-	family_inc(m, &m->dns, labels);
-	pthread_mutex_unlock(&m->lock);
+	count(m, m ? &m->dns : NULL, names,
+	      (const char *const[]){ scope, verdict, rcode ? rcode : "none",
+				     metrics_qtype_label(qtype), transport });
 }
 
 void metrics_run(struct metrics *m, const char *scope, const char *status)
 {
-	char labels[256];
-	size_t o;
+	static const char *const names[] = { "scope", "status", NULL };
 
-	if (!m)
-		return;
-	o = label_put(labels, sizeof(labels), 0, "scope", scope);
-	label_put(labels, sizeof(labels), o, "status", status);
-	pthread_mutex_lock(&m->lock);
-	family_inc(m, &m->runs, labels);
-	pthread_mutex_unlock(&m->lock);
+	count(m, m ? &m->runs : NULL, names, (const char *const[]){ scope, status });
 }
 
 /* ---- histograms ---------------------------------------------------------------------------- */
