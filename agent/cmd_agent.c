@@ -188,6 +188,8 @@ struct housekeeping {
 	uint64_t excluded[1024]; /* cgroups of embedded runs, left to them while they live */
 	int n_excluded;
 	const char *runs_root;
+	ino_t root_ino;
+	int root_lost; /* the runs root was removed: runs made now are not watched */
 };
 
 /* An embedded run that has ended (or died) no longer records its cgroup: the agent does. */
@@ -244,6 +246,13 @@ static int on_housekeeping(struct tracker *t, int fd, void *ctx)
 	if (read(fd, &expirations, sizeof(expirations)) < 0)
 		return 0;
 	housekeeping_exclusions(t, h);
+	if (!__atomic_load_n(&h->root_lost, __ATOMIC_RELAXED) &&
+	    !runs_root_same(h->runs_root, h->root_ino)) {
+		/* Only a hand could do it: nettrail removes the root only when no agent holds it. */
+		log_err("the runs root %s was removed: the hooks went with it, and runs started now "
+			"are not recorded; restart the agent", h->runs_root);
+		__atomic_store_n(&h->root_lost, 1, __ATOMIC_RELAXED);
+	}
 	housekeeping_sweep(h->runs_root);
 	return 0;
 }
@@ -280,27 +289,32 @@ static int on_signal(struct tracker *t, int fd, void *ctx)
 	return 1;
 }
 
-/* The runs root, created if missing (and removed at exit if no run is left in it). */
-static int agent_runs_root(struct watch *w)
+/*
+ * The runs root, created if missing and held (so that no finishing run removes it under the
+ * agent); removed at exit if no run is left in it. Its fd, or -1 after a message.
+ */
+static int agent_runs_root(struct watch *w, ino_t *ret_ino)
 {
-	int r = runs_root_path(w->path, sizeof(w->path));
+	int r = runs_root_path(w->path, sizeof(w->path)), fd;
 
 	if (r < 0) {
 		log_err("failed to find the cgroup2 mount in /proc/self/mounts: %s",
 			r == -ENOENT ? "cgroup2 is not mounted" : strerror(-r));
-		return EXIT_FAIL;
+		return -1;
 	}
-	if (mkdir(w->path, 0755) < 0 && errno != EEXIST) {
-		log_err("failed to create cgroup %s: %s", w->path, strerror(errno));
-		return EXIT_FAIL;
+	fd = runs_root_hold(w->path, ret_ino);
+	if (fd < 0) {
+		log_err("failed to create and hold cgroup %s: %s", w->path, strerror(-fd));
+		return -1;
 	}
 	snprintf(w->scope, sizeof(w->scope), "%s", "unscoped");
 	w->runs_root = 1;
-	return 0;
+	return fd;
 }
 
 struct agent_ctx {
 	struct tracker *t;
+	const struct housekeeping *hk;
 };
 
 static void agent_snapshot(void *ctx, struct metrics_snapshot *ret)
@@ -319,6 +333,10 @@ static int agent_ready(void *ctx, const char **why)
 
 	if (!x->t) {
 		*why = "starting";
+		return 0;
+	}
+	if (__atomic_load_n(&x->hk->root_lost, __ATOMIC_RELAXED)) {
+		*why = "the runs root cgroup was removed (see the log)";
 		return 0;
 	}
 	return tracker_ready(x->t, why);
@@ -347,7 +365,7 @@ static int agent_http_start(struct agent_args *a, struct agent_ctx *x, struct me
 }
 
 /* Runs until stopped. */
-static int agent_serve(struct agent_args *a)
+static int agent_serve(struct agent_args *a, ino_t root_ino)
 {
 	static struct agent_ctx x;
 	struct metrics *m = metrics_new(agent_snapshot, &x);
@@ -378,6 +396,8 @@ static int agent_serve(struct agent_args *a)
 	hk.n_excluded = o.n_excluded = embedded_list(hk.excluded, (int)ARRAY_SIZE(hk.excluded));
 	o.excluded = hk.excluded;
 	hk.runs_root = a->watches[0].path;
+	hk.root_ino = root_ino;
+	x.hk = &hk;
 	if (o.n_excluded > 0)
 		log_info("%d running `nettrail run`s record themselves; their cgroups are left to them",
 			 o.n_excluded);
@@ -442,6 +462,7 @@ int cmd_agent(int argc, char **argv)
 	struct agent_args a = { 0 };
 	char busy_db[4096], db_abs[PATH_MAX];
 	int lock_fd = -1, root_fd, r;
+	ino_t root_ino;
 	const char *why;
 	struct store *st;
 
@@ -452,17 +473,9 @@ int cmd_agent(int argc, char **argv)
 		log_err("nettrail agent needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON, CAP_NET_ADMIN)");
 		return EXIT_FAIL;
 	}
-	/* Held before the root is made, so that no finishing run removes it under the agent. */
-	root_fd = runs_root_hold();
-	if (root_fd < 0) {
-		log_err("failed to take the runs root lock: %s", strerror(-root_fd));
+	root_fd = agent_runs_root(&a.watches[0], &root_ino);
+	if (root_fd < 0)
 		return EXIT_FAIL;
-	}
-	r = agent_runs_root(&a.watches[0]);
-	if (r) {
-		close(root_fd);
-		return r;
-	}
 	r = agent_check_overlap(&a);
 	if (r)
 		goto out_rmdir;
@@ -491,7 +504,7 @@ int cmd_agent(int argc, char **argv)
 		r = EXIT_FAIL;
 	} else {
 		store_close(st);
-		r = agent_serve(&a);
+		r = agent_serve(&a, root_ino);
 	}
 	close(lock_fd);
 out_rmdir:

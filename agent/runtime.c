@@ -196,25 +196,46 @@ int run_cgroup_remove_if_abandoned(const char *path)
 	return removed;
 }
 
-static int root_lock_open(void)
+/*
+ * The lock is on the cgroup directory itself, not on a file in the runtime directory: the
+ * runs root is one per host, whatever runtime directory each nettrail was started with.
+ */
+int runs_root_hold(const char *root, ino_t *ret_ino)
 {
-	char path[4096];
+	struct stat st, fst;
 
-	if (runtime_path(path, sizeof(path), "root.lock") < 0)
-		return -ENAMETOOLONG;
-	if (mkdir(runtime_dir(), 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	for (int tries = 0; tries < 100; tries++) {
+		int fd;
+
+		if (mkdir(root, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		fd = hold_shared(open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+		if (fd == -ENOENT)
+			continue; /* removed between the mkdir and the open */
+		if (fd < 0)
+			return fd;
+		/* A remover that had the lock first left us a directory that is gone: again. */
+		if (fstat(fd, &fst) == 0 && stat(root, &st) == 0 && st.st_ino == fst.st_ino &&
+		    st.st_dev == fst.st_dev) {
+			if (ret_ino)
+				*ret_ino = fst.st_ino;
+			return fd;
+		}
+		close(fd);
+	}
+	return -EAGAIN;
 }
 
-int runs_root_hold(void)
+int runs_root_same(const char *root, ino_t ino)
 {
-	return hold_shared(root_lock_open());
+	struct stat st;
+
+	return stat(root, &st) == 0 && st.st_ino == ino;
 }
 
 void runs_root_remove_if_unused(const char *root)
 {
-	int fd = root_lock_open();
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
 		return;

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Coordination on one host, through files in $NETTRAIL_RUNTIME_DIR (else /run/nettrail):
@@ -13,8 +14,10 @@
  *   for its whole life (exclusive while it decides between agent and embedded, shared
  *   after), so the lock, not a pid that may be reused, says whether it is alive. An agent
  *   started later leaves those cgroups to their run instead of recording them twice.
- * - root.lock: an agent holds it shared for its life, so that the last `run` to finish
- *   removes <cgroup2>/nettrail only when no agent watches it.
+ *
+ * The runs root <cgroup2>/nettrail is one per host: an agent holds a shared lock on that
+ * directory itself for its life, so that the last `run` to finish (with whatever runtime
+ * directory) removes it only when no agent watches it.
  */
 #define RUNTIME_DIR_DEFAULT "/run/nettrail"
 
@@ -52,8 +55,13 @@ int run_cgroup_hold(const char *path);
 /* Removes the cgroup of a run that is gone; 1 removed, 0 not. */
 int run_cgroup_remove_if_abandoned(const char *path);
 
-/* The agent's shared hold on the runs root (taken before it creates the root). fd or -errno. */
-int runs_root_hold(void);
+/*
+ * Creates the runs root if missing and takes the agent's shared hold on it: the fd (and the
+ * directory's inode in ret_ino), or -errno.
+ */
+int runs_root_hold(const char *root, ino_t *ret_ino);
+/* 1 while root is still the directory of that inode (not removed, or removed and re-made). */
+int runs_root_same(const char *root, ino_t ino);
 /* Removes the runs root if no agent holds it and no run is in it. */
 void runs_root_remove_if_unused(const char *root);
 

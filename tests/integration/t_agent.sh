@@ -38,6 +38,33 @@ test_agent_records_run() {
 	true
 }
 
+test_run_with_other_runtime_dir_keeps_agents_root() {
+	# The runs root is one per host: a `run` that does not see this agent (another runtime
+	# directory) must not remove the root the agent's hooks are on when it finishes.
+	serve_tcp 18120
+	start_agent
+	NETTRAIL_RUNTIME_DIR="$T/other-run" "$NETTRAIL" run --no-report --db "$T/other.db" -- true
+	expect_eq "$?" 0 "embedded run beside the agent"
+	[ -d "$CG2/nettrail" ] || fail "a run with another runtime directory removed the agent's runs root"
+	"$NETTRAIL" run --scope after -- "$PY" "$NETUTIL" connect 127.0.0.1 18120 2>"$T/report"
+	expect_eq "$(q "$DB" "select scope, port from connections")" "after|18120" "later run still recorded"
+	expect_eq "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9874/readyz)" 200 "ready"
+	stop_agent
+	[ -e "$CG2/nettrail" ] && fail "runs root left behind by the agent"
+	true
+}
+
+test_agent_notices_its_root_removed() {
+	# Removed by hand, the root takes the hooks with it: the agent says so and is not ready.
+	start_agent
+	rmdir "$CG2/nettrail" || fail "rmdir the runs root"
+	wait_for "$T/agent.log" "runs root .* was removed" 60 || fail "no error logged"
+	expect_eq "$(curl -s -o "$T/body" -w '%{http_code}' http://127.0.0.1:9874/readyz)" 503 "not ready"
+	expect_match "$(cat "$T/body")" "runs root cgroup was removed" "why"
+	stop_agent
+	expect_eq "$AGENT_RC" 0 "clean stop"
+}
+
 test_agent_watches_a_service_cgroup() {
 	local svc="$CG2/nettrail-test-svc-$$"
 	mkdir "$svc"
