@@ -88,7 +88,7 @@ run_tests() {
 		T="$WORK/$t"
 		mkdir -p "$T"
 		DB="$T/nettrail.db"
-		"$t"
+		if declare -F "$t" >/dev/null; then "$t"; else fail "no such test"; fi
 		if [ "$cur_failed" = 0 ]; then
 			passed=$((passed + 1)); echo "ok   $t"
 		else
