@@ -61,16 +61,17 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD) -I
 # The modules of the agent; main.c and the commands are only in the binary.
 CORE_SRCS := agent/log.c agent/util.c agent/parse.c agent/addr.c agent/cgroup.c agent/procfs.c \
 	agent/event.c agent/store.c agent/queue.c agent/keymap.c agent/report.c agent/dns.c \
-	agent/dnsproxy.c agent/domains.c
+	agent/dnsproxy.c agent/domains.c agent/policy.c agent/rules.c agent/blocks.c \
+	agent/suggest.c
 BIN_SRCS  := $(CORE_SRCS) exporters/metrics.c exporters/http.c \
 	agent/loader.c agent/tracker.c agent/runtime.c agent/cmd_agent.c agent/cmd_run.c \
-	agent/cmd_query.c agent/main.c agent/schema_blob.c
+	agent/cmd_query.c agent/cmd_policy.c agent/main.c agent/schema_blob.c
 BIN_SRCS  += exporters/feed.c
 BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 # The feed's messages, generated from schema/nettrail.proto into the build tree.
 BIN_OBJS  += $(BUILD)/exporters/nettrail.pb-c.o
 
-UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy feed
+UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy feed policy rules suggest
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all deps example check unit fuzz integration bench install clean
@@ -128,16 +129,27 @@ $(BUILD)/tests/test_cgroup: $(BUILD)/tests/test_cgroup.o $(BUILD)/agent/cgroup.o
 $(BUILD)/tests/test_procfs: $(BUILD)/tests/test_procfs.o $(BUILD)/agent/procfs.o $(BUILD)/agent/util.o
 $(BUILD)/tests/test_event:  $(BUILD)/tests/test_event.o $(BUILD)/agent/event.o $(BUILD)/agent/addr.o
 $(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $(BUILD)/agent/addr.o \
-	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
+	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/policy.o \
+	$(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_keymap: $(BUILD)/tests/test_keymap.o $(BUILD)/agent/keymap.o
 $(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
 $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
 $(BUILD)/tests/test_domains: $(BUILD)/tests/test_domains.o $(BUILD)/agent/domains.o
+$(BUILD)/tests/test_policy: $(BUILD)/tests/test_policy.o $(BUILD)/agent/policy.o
+$(BUILD)/tests/test_suggest: $(BUILD)/tests/test_suggest.o $(BUILD)/agent/suggest.o $(BUILD)/agent/rules.o \
+	$(BUILD)/agent/policy.o $(BUILD)/agent/parse.o $(BUILD)/agent/store.o $(BUILD)/agent/addr.o \
+	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o \
+	$(BUILD)/agent/log.o
+$(BUILD)/tests/test_rules: $(BUILD)/tests/test_rules.o $(BUILD)/agent/rules.o $(BUILD)/agent/policy.o \
+	$(BUILD)/agent/parse.o \
+	$(BUILD)/agent/store.o $(BUILD)/agent/addr.o $(BUILD)/agent/dns.o $(BUILD)/agent/event.o \
+	$(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_dnsproxy: $(BUILD)/tests/test_dnsproxy.o $(BUILD)/agent/dnsproxy.o $(BUILD)/agent/dns.o \
 	$(BUILD)/agent/addr.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_feed: $(BUILD)/tests/test_feed.o $(BUILD)/exporters/feed.o \
 	$(BUILD)/exporters/nettrail.pb-c.o $(BUILD)/agent/store.o $(BUILD)/agent/dns.o $(BUILD)/agent/addr.o \
-	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
+	$(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/policy.o $(BUILD)/agent/schema_blob.o \
+	$(BUILD)/agent/log.o
 $(UNIT_BINS):
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) $^ $(TEST_LIBS) -o $@
@@ -200,10 +212,18 @@ $(BUILD)/bench/httpbench: bench/httpbench.c $(BUILD)/exporters/http.o $(BUILD)/e
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
 
-BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/feedbench $(BUILD)/bench/httpbench
+# Rule matching: the rule set against a linear scan of the same rules, in one run.
+$(BUILD)/bench/policybench: bench/policybench.c $(BUILD)/agent/policy.o Makefile
+	$(Q)mkdir -p $(@D)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
+
+BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/feedbench $(BUILD)/bench/httpbench \
+	$(BUILD)/bench/policybench
 bench: $(BUILD)/nettrail $(BENCH_BINS)
 	$(Q)NETTRAIL=$(abspath $(BUILD)/nettrail) LOADGEN=$(abspath $(BUILD)/bench/loadgen) \
 		FEEDBENCH=$(abspath $(BUILD)/bench/feedbench) HTTPBENCH=$(abspath $(BUILD)/bench/httpbench) \
+		POLICYBENCH=$(abspath $(BUILD)/bench/policybench) \
 		bench/run
 
 example: $(BUILD)/nettrail

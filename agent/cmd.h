@@ -20,6 +20,7 @@ int cmd_run(int argc, char **argv);
 int cmd_deps(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 /* --db, else $NETTRAIL_DB, else DEFAULT_DB. */
 const char *db_path_default(void);
@@ -52,6 +53,8 @@ enum {
 	OPT_DNS_GRACE,
 	OPT_NO_DNS,
 	OPT_ALLOW_RESOLVER_SOCKETS,
+	OPT_BLOCK_ANSWER,
+	OPT_SHARED_ADDRESS,
 };
 #define DNS_LONG_OPTIONS                                                                       \
 	{ "dns-port", required_argument, NULL, OPT_DNS_PORT },                                  \
@@ -59,7 +62,9 @@ enum {
 	{ "dns-timeout", required_argument, NULL, OPT_DNS_TIMEOUT },                            \
 	{ "dns-grace", required_argument, NULL, OPT_DNS_GRACE },                                \
 	{ "no-dns", no_argument, NULL, OPT_NO_DNS },                                            \
-	{ "allow-resolver-sockets", no_argument, NULL, OPT_ALLOW_RESOLVER_SOCKETS }
+	{ "allow-resolver-sockets", no_argument, NULL, OPT_ALLOW_RESOLVER_SOCKETS },              \
+	{ "block-answer", required_argument, NULL, OPT_BLOCK_ANSWER },                          \
+	{ "shared-address", required_argument, NULL, OPT_SHARED_ADDRESS }
 #define DNS_USAGE                                                                              \
 	"      --upstream ADDR[:PORT]  send every query there, not to the resolver each\n"      \
 	"                              process asked for\n"                                     \
@@ -71,7 +76,12 @@ enum {
 	"                              answer's TTL (default 2m)\n"                              \
 	"      --allow-resolver-sockets  let watched processes use nscd and systemd-resolved's\n" \
 	"                              socket (their queries then go unrecorded)\n"             \
-	"      --no-dns                leave DNS alone: no proxy, no DNS records\n"
+	"      --no-dns                leave DNS alone: no proxy, no DNS records\n"               \
+	"      --block-answer RCODE    the answer to a lookup of an enforced name: nxdomain\n"  \
+	"                              (default; final for every resolver) or refused\n"        \
+	"      --shared-address MODE   an address an enforced and a reachable name share:\n"   \
+	"                              allow (default: the reachable name keeps working) or\n"  \
+	"                              block\n"
 struct tracker_opts;
 /* Sets the DNS defaults in o. */
 void opt_dns_defaults(struct tracker_opts *o);

@@ -158,7 +158,8 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'N': a->listen = NULL; r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
 		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
-		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS:
+		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS: case OPT_BLOCK_ANSWER:
+		case OPT_SHARED_ADDRESS:
 			r = opt_dns(c, optarg, &a->tracker);
 			break;
 		default: fputs("Try 'nettrail agent --help'.\n", stderr); return EXIT_USAGE;
@@ -233,7 +234,8 @@ static void housekeeping_sweep(const char *root)
 				log_info("removed the cgroup of a finished run: %s", run);
 		}
 		closedir(sd);
-		rmdir(scope); /* EBUSY while runs of the scope live; a new run retries its mkdir */
+		/* EBUSY while runs of the scope live; a new run retries its mkdir. */
+		cgroup_dir_remove_if_unheld(scope);
 	}
 	closedir(rd);
 }
@@ -247,7 +249,7 @@ static int on_housekeeping(struct tracker *t, int fd, void *ctx)
 		return 0;
 	housekeeping_exclusions(t, h);
 	if (!__atomic_load_n(&h->root_lost, __ATOMIC_RELAXED) &&
-	    !runs_root_same(h->runs_root, h->root_ino)) {
+	    !cgroup_dir_same(h->runs_root, h->root_ino)) {
 		/* Only a hand could do it: nettrail removes the root only when no agent holds it. */
 		log_err("the runs root %s was removed: the hooks went with it, and runs started now "
 			"are not recorded; restart the agent", h->runs_root);
@@ -302,7 +304,7 @@ static int agent_runs_root(struct watch *w, ino_t *ret_ino)
 			r == -ENOENT ? "cgroup2 is not mounted" : strerror(-r));
 		return -1;
 	}
-	fd = runs_root_hold(w->path, ret_ino);
+	fd = cgroup_dir_hold(w->path, ret_ino);
 	if (fd < 0) {
 		log_err("failed to create and hold cgroup %s: %s", w->path, strerror(-fd));
 		return -1;
@@ -509,6 +511,6 @@ int cmd_agent(int argc, char **argv)
 	close(lock_fd);
 out_rmdir:
 	close(root_fd);
-	runs_root_remove_if_unused(a.watches[0].path);
+	cgroup_dir_remove_if_unheld(a.watches[0].path);
 	return r;
 }

@@ -10,18 +10,24 @@
 #include "cmd.h"
 #include "log.h"
 #include "parse.h"
+#include "policy.h"
 #include "report.h"
+#include "rules.h"
 #include "store.h"
 
 static const char deps_usage[] =
 	"usage: nettrail deps [OPTIONS]\n"
 	"\n"
-	"Prints what was reached, one line per scope and destination: protocol, address, port,\n"
-	"attempts, distinct processes, verdicts and the command line of the first process.\n"
+	"Prints what was reached, one line per scope and destination: the names the scope\n"
+	"resolved to it, protocol, address, port, attempts, distinct processes, verdicts, the\n"
+	"rule that decides its names and the command line of the first process. Then, for each\n"
+	"rule that would block or blocks something, what it stops: how many processes, the last\n"
+	"one and when (`nettrail policy` sets the rules).\n"
 	"\n"
 	"  -s, --scope NAME    only this scope\n"
 	"  -r, --run ID        only this run\n"
-	"  -f, --format FMT    table (default) or csv\n"
+	"      --since AGE     only what happened in the last AGE (30m, 7d)\n"
+	"  -f, --format FMT    table (default), csv or json (destinations only)\n"
 	"  -d, --db PATH       database (default $NETTRAIL_DB, else " DEFAULT_DB ")\n"
 	"  -h, --help          this text\n"
 	"\n"
@@ -47,6 +53,14 @@ struct query_args {
 	uint64_t limit;
 };
 
+static int64_t now_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* deps takes --format, events --limit: each command accepts only the options it uses. */
 static int query_parse(int argc, char **argv, struct query_args *q, const char *usage,
 		       int is_events)
@@ -55,6 +69,7 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 		{ "scope", required_argument, NULL, 's' },
 		{ "run", required_argument, NULL, 'r' },
 		{ "format", required_argument, NULL, 'f' },
+		{ "since", required_argument, NULL, 'S' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -94,11 +109,23 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 				q->fmt = REPORT_TABLE;
 			else if (!strcmp(optarg, "csv"))
 				q->fmt = REPORT_CSV;
+			else if (!strcmp(optarg, "json"))
+				q->fmt = REPORT_JSON;
 			else {
-				log_err("bad format '%s': table or csv", optarg);
+				log_err("bad format '%s': table, csv or json", optarg);
 				return EXIT_USAGE;
 			}
 			break;
+		case 'S': {
+			int64_t age;
+
+			if (parse_duration(optarg, &age) < 0 || age <= 0) {
+				log_err("bad --since '%s': an age such as 30m, 12h or 7d", optarg);
+				return EXIT_USAGE;
+			}
+			q->f.since_ns = now_wall_ns() - age;
+			break;
+		}
 		case 'n':
 			if (parse_u64(optarg, 1, 1000000, &q->limit) < 0) {
 				log_err("bad limit '%s': 1 to 1000000", optarg);
@@ -115,14 +142,6 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 		return EXIT_USAGE;
 	}
 	return 0;
-}
-
-static int64_t now_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static int query_open(const char *db, struct store **ret)
@@ -146,6 +165,7 @@ static int query_open(const char *db, struct store **ret)
 int cmd_deps(int argc, char **argv)
 {
 	struct query_args q = { 0 };
+	struct policy *p = NULL;
 	struct store *st;
 	int r;
 
@@ -155,12 +175,22 @@ int cmd_deps(int argc, char **argv)
 	r = query_open(q.db, &st);
 	if (r)
 		return r;
-	r = report_deps(store_db(st), &q.f, q.fmt, stdout);
+	r = rules_load(st, &p);
+	if (r == 0)
+		r = report_deps(store_db(st), &q.f, p, q.fmt, stdout);
+	if (r >= 0 && q.fmt == REPORT_TABLE) {
+		int n = r;
+
+		if (n == 0)
+			fprintf(stderr, "no destinations recorded%s%s\n",
+				q.f.scope ? " for scope " : "", q.f.scope ? q.f.scope : "");
+		r = report_rules(store_db(st), &q.f, p, stdout);
+		if (r > 0 && n > 0)
+			r = 0;
+	}
 	if (r < 0)
 		log_err("failed to read %s: %s", q.db, store_errmsg(st));
-	else if (r == 0 && q.fmt == REPORT_TABLE)
-		fprintf(stderr, "no destinations recorded%s%s\n", q.f.scope ? " for scope " : "",
-			q.f.scope ? q.f.scope : "");
+	policy_unref(p);
 	store_close(st);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -25,7 +25,9 @@
 #include "log.h"
 #include "parse.h"
 #include "procfs.h"
+#include "policy.h"
 #include "report.h"
+#include "rules.h"
 #include "store.h"
 #include "runtime.h"
 #include "tracker.h"
@@ -116,7 +118,8 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		case 'v': log_set_level(NT_LOG_DEBUG); break;
 		case 'h': fputs(run_usage, stdout); exit(EXIT_OK);
 		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
-		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS:
+		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS: case OPT_BLOCK_ANSWER:
+		case OPT_SHARED_ADDRESS:
 			r = opt_dns(c, optarg, &a->tracker);
 			a->dns_given = 1;
 			break;
@@ -216,9 +219,10 @@ static void run_remove_cgroup(struct run_state *s)
 				 "watched", s->cgroup);
 		return;
 	}
-	cgroup_remove(s->scope_dir); /* EBUSY while other runs of the scope are alive */
+	/* EBUSY while other runs of the scope are alive; an agent may hold it (scope rules). */
+	cgroup_dir_remove_if_unheld(s->scope_dir);
 	if (runs_root_path(root, sizeof(root)) == 0)
-		runs_root_remove_if_unused(root);
+		cgroup_dir_remove_if_unheld(root);
 }
 
 struct exec_failure {
@@ -389,19 +393,24 @@ static void run_wait_agent_sync(struct store *st, int64_t until_ns)
 static void run_report(struct run_state *s, struct store *st, int64_t lost)
 {
 	struct report_filter f = { .run_id = s->run_id, .limit = 40 };
+	struct policy *p = NULL;
 	int n;
 
+	if (rules_load(st, &p) < 0)
+		log_warn("failed to read the rules: the report shows no rule column");
 	fprintf(stderr, "\nnettrail: run %lld (scope %s) exited %d after %.2f s; events lost: %lld%s\n",
 		(long long)s->run_id, s->a->scope, s->status,
 		(double)(s->ended_ns - s->started_ns) / 1e9, (long long)lost,
 		s->agent ? " (by the agent while the run lasted)" : "");
-	n = report_deps(store_db(st), &f, REPORT_TABLE, stderr);
+	n = report_deps(store_db(st), &f, p, REPORT_TABLE, stderr);
 	if (n == 0)
 		fprintf(stderr, "no network destinations recorded\n");
 	else if (n > f.limit)
 		fprintf(stderr, "... and %d more destinations: nettrail deps --run %lld --db %s\n",
 			n - f.limit, (long long)s->run_id, s->a->db);
 	report_dns_summary(store_db(st), s->run_id, stderr);
+	report_rules(store_db(st), &(struct report_filter){ .run_id = s->run_id }, p, stderr);
+	policy_unref(p);
 	fprintf(stderr, "database: %s  (sqlite3 %s \"select * from connections where run_id = %lld\")\n",
 		s->a->db, s->a->db, (long long)s->run_id);
 }

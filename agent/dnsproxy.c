@@ -58,6 +58,7 @@ struct query_meta {
 	uint8_t proto;
 	char resolver[64];
 	char upstream[64];
+	struct dnsproxy_decision dec;
 };
 
 /* A UDP query in flight, allocated with its bytes; slots[id] names it by upstream id. */
@@ -421,7 +422,9 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	rec->qtype = p->q.q.qtype;
 	rec->rcode = rcode;
 	rec->proto = m->proto;
-	rec->verdict = NT_VERDICT_ALLOWED;
+	rec->verdict = m->dec.verdict;
+	rec->rule_id = m->dec.rule_id;
+	memcpy(rec->rule, m->dec.rule, sizeof(rec->rule));
 	memcpy(rec->resolver, m->resolver, sizeof(rec->resolver));
 	memcpy(rec->upstream, m->upstream, sizeof(rec->upstream));
 	rec->latency_ns = answer && m->sent_ms >= 0 ? mono_ns() - m->sent_ns : -1;
@@ -474,6 +477,18 @@ static int query_admit(struct dnsproxy *p, const uint8_t *msg, size_t len,
 	p->c.malformed++;
 	*n = query_reject(msg, len, out, DNS_MSG_MAX);
 	return 0;
+}
+
+/* What the rules say of the query in p->q, into m: 1 if it is to be answered here, blocked. */
+static int query_blocked(struct dnsproxy *p, struct query_meta *m)
+{
+	if (!p->h.decide)
+		return 0;
+	p->h.decide(p->h.ctx, m->attributed ? &m->origin : NULL, p->q.q.name, &m->dec);
+	if (m->dec.verdict != NT_VERDICT_BLOCKED)
+		return 0;
+	p->c.blocked++;
+	return 1;
 }
 
 /* ---- UDP ----------------------------------------------------------------------------------- */
@@ -632,6 +647,11 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	if (!r)
 		p->c.unattributed++;
 	meta_init(p, &m, IPPROTO_UDP, r, &origin);
+	if (query_blocked(p, &m)) {
+		udp_answer_error(p, listener, &m, msg, len, key.id, p->o.block_rcode,
+				 "blocked by rule", from, fromlen);
+		return;
+	}
 	if (!choose_upstream(p, &m, &up_addr)) {
 		udp_answer_error(p, listener, &m, msg, len, key.id, DNS_R_SERVFAIL,
 				 "sender unknown and no --upstream", from, fromlen);
@@ -872,6 +892,10 @@ static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg,
 		return;
 	}
 	meta_init(p, &m, IPPROTO_TCP, c->attributed, &c->origin);
+	if (query_blocked(p, &m)) {
+		tcp_answer_error(p, c, &m, msg, len, p->o.block_rcode, "blocked by rule");
+		return;
+	}
 	if (!choose_upstream(p, &m, &c->upstream)) {
 		tcp_answer_error(p, c, &m, msg, len, DNS_R_SERVFAIL, "sender unknown and no --upstream");
 		return;
@@ -1208,6 +1232,8 @@ int dnsproxy_open(const struct dnsproxy_opts *o, const struct dnsproxy_hooks *h,
 	if (!p)
 		return -ENOMEM;
 	p->o = *o;
+	if (!p->o.block_rcode)
+		p->o.block_rcode = DNS_R_NXDOMAIN;
 	p->h = *h;
 	for (int i = 0; i < 2; i++) {
 		p->udp[i] = (struct pfd){ .kind = PFD_UDP_LISTEN, .fd = -1, .obj = (void *)(intptr_t)i };

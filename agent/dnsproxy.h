@@ -27,6 +27,14 @@ struct dnsproxy_opts {
 	uint16_t port;                 /* 0: a free one */
 	struct dnsproxy_upstream upstream;
 	int timeout_ms;                /* upstream answer deadline */
+	int block_rcode;               /* the answer to a blocked query: NXDOMAIN (0: NXDOMAIN) */
+};
+
+/* What the rules say of one query. */
+struct dnsproxy_decision {
+	uint8_t verdict;   /* enum nt_verdict: NT_VERDICT_BLOCKED is answered by the proxy */
+	int64_t rule_id;   /* 0: none */
+	char rule[256];    /* "" : none */
 };
 
 struct dnsproxy_hooks {
@@ -37,6 +45,9 @@ struct dnsproxy_hooks {
 	int (*origin)(void *ctx, const struct nt_dns_key *key, struct nt_dns_origin *ret);
 	/* A query is answered (or given up); the record is the callee's, to free(). */
 	void (*record)(void *ctx, struct dns_record *rec);
+	/* What the rules say of a query for name (origin NULL: the sender is not known). */
+	void (*decide)(void *ctx, const struct nt_dns_origin *origin, const char *name,
+		       struct dnsproxy_decision *ret);
 };
 
 struct dnsproxy_counts {
@@ -47,6 +58,7 @@ struct dnsproxy_counts {
 	uint64_t upstream_error;   /* refused, unreachable, or an answer that did not fit */
 	uint64_t upstream_mismatch;/* answers for no pending query (late, or spoofed): dropped */
 	uint64_t overload;      /* queries refused with SERVFAIL: too many in flight or connections */
+	uint64_t blocked;       /* queries answered by the proxy because a rule enforces their name */
 };
 
 /* Binds the sockets (before the BPF programs are loaded, which need the port). */

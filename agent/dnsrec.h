@@ -28,6 +28,8 @@ struct dns_record {
 	int rcode;                   /* as answered to the client; -1 when none was sent */
 	uint8_t proto;               /* IPPROTO_UDP or IPPROTO_TCP */
 	uint8_t verdict;             /* enum nt_verdict */
+	int64_t rule_id;             /* the rule that decided it (rules.id); 0: none */
+	char rule[256];              /* its pattern, "default" for a scope default; "": none */
 	char resolver[64];           /* the resolver the process asked, "addr:port"; "" unknown */
 	char upstream[64];           /* where the proxy sent it; "" when not forwarded */
 	int64_t latency_ns;          /* upstream round trip; -1 when there was none */

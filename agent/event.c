@@ -40,6 +40,8 @@ int event_decode(const void *data, size_t len, int64_t boot_to_wall_ns, struct c
 	ret->proto = e.proto;
 	ret->kind = e.kind;
 	ret->verdict = e.verdict;
+	ret->rule_id = e.verdict == NT_VERDICT_BLOCKED ? e.rule_id : 0;
+	ret->rule = NULL;
 	memcpy(ret->addr, e.addr, sizeof(ret->addr));
 	ret->family = (uint8_t)addr_normalize(e.family, ret->addr);
 	return 0;

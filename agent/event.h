@@ -14,7 +14,8 @@ _Static_assert(offsetof(struct nt_event, pid) == 32 && offsetof(struct nt_event,
 		       offsetof(struct nt_event, argv_len) == 58 &&
 		       offsetof(struct nt_event, exec_id) == 60 &&
 		       offsetof(struct nt_event, addr) == 64 && offsetof(struct nt_event, comm) == 80 &&
-		       offsetof(struct nt_event, argv) == 96,
+		       offsetof(struct nt_event, argv) == 96 &&
+		       offsetof(struct nt_event, rule_id) == 352,
 	       "struct nt_event has holes or moved fields");
 
 /* A connection event as the agent keeps it: decoded, normalised, wall-clock time. */
@@ -34,6 +35,8 @@ struct conn_record {
 	uint8_t kind;
 	uint8_t verdict;
 	uint8_t addr[16];
+	int64_t rule_id;    /* the rule that decided the verdict; 0: none */
+	const char *rule;   /* its pattern (or "default"), while the caller holds it; NULL: none */
 };
 
 /*

@@ -263,6 +263,32 @@ int loader_unexclude(struct loader *l, uint64_t cgroup_id)
 	return r == -ENOENT ? 0 : r;
 }
 
+int loader_block_put(struct loader *l, const struct nt_block_key *k, const struct nt_block_val *v)
+{
+	return bpf_map__update_elem(l->skel->maps.blocked_addrs, k, sizeof(*k), v, sizeof(*v),
+				    BPF_ANY);
+}
+
+int loader_block_del(struct loader *l, const struct nt_block_key *k)
+{
+	int r = bpf_map__delete_elem(l->skel->maps.blocked_addrs, k, sizeof(*k), 0);
+
+	return r == -ENOENT ? 0 : r;
+}
+
+int loader_scope_put(struct loader *l, uint64_t cgroup_id, uint32_t scope)
+{
+	return bpf_map__update_elem(l->skel->maps.scope_cgroups, &cgroup_id, sizeof(cgroup_id),
+				    &scope, sizeof(scope), BPF_ANY);
+}
+
+void loader_policy_set(struct loader *l, int active, uint32_t levels)
+{
+	/* .bss is mapped into this process: the hooks see the values at their next run. */
+	__atomic_store_n(&l->skel->bss->scope_levels, levels, __ATOMIC_RELEASE);
+	__atomic_store_n(&l->skel->bss->policy_active, active ? 1u : 0u, __ATOMIC_RELEASE);
+}
+
 int loader_has_unix_hook(struct loader *l)
 {
 	return l->unix_hook;

@@ -52,6 +52,16 @@ void loader_forget_procs(struct loader *l);
 /* Records that cgroup again (its embedded run has ended). */
 int loader_unexclude(struct loader *l, uint64_t cgroup_id);
 
+/*
+ * Address enforcement (bpf/nettrail.h): an entry of blocked_addrs, a cgroup naming a scope,
+ * and whether the hooks look at all (active) and at which cgroup depths scopes are (levels,
+ * a bit per depth). 0 or -errno.
+ */
+int loader_block_put(struct loader *l, const struct nt_block_key *k, const struct nt_block_val *v);
+int loader_block_del(struct loader *l, const struct nt_block_key *k);
+int loader_scope_put(struct loader *l, uint64_t cgroup_id, uint32_t scope);
+void loader_policy_set(struct loader *l, int active, uint32_t levels);
+
 /* Detaches every hook: from now on no event is produced; the ring buffer stays readable. */
 void loader_detach(struct loader *l);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "cgroup.h"
 #include "cmd.h"
+#include "dns.h"
 #include "dnsproxy.h"
 #include "log.h"
 #include "parse.h"
@@ -26,6 +27,7 @@ static const char usage[] =
 	"  deps     print the recorded dependencies, one line per destination\n"
 	"  events   print the most recent recorded connections\n"
 	"  prune    delete what was recorded before a given age\n"
+	"  policy   rules per domain: monitor, enforce or allow, applied live\n"
 	"  version  print the version\n"
 	"\n"
 	"`nettrail COMMAND --help` describes each. The database is --db PATH, else $NETTRAIL_DB,\n"
@@ -202,6 +204,23 @@ int opt_dns(int c, const char *arg, struct tracker_opts *o)
 	case OPT_ALLOW_RESOLVER_SOCKETS:
 		o->allow_resolver_sockets = 1;
 		return 0;
+	case OPT_BLOCK_ANSWER:
+		if (!strcmp(arg, "nxdomain"))
+			o->dns_opts.block_rcode = DNS_R_NXDOMAIN;
+		else if (!strcmp(arg, "refused"))
+			o->dns_opts.block_rcode = DNS_R_REFUSED;
+		else {
+			log_err("--block-answer must be nxdomain or refused, not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case OPT_SHARED_ADDRESS:
+		if (strcmp(arg, "allow") && strcmp(arg, "block")) {
+			log_err("--shared-address must be allow or block, not '%s'", arg);
+			return EXIT_USAGE;
+		}
+		o->shared_block = !strcmp(arg, "block");
+		return 0;
 	}
 	return EXIT_USAGE;
 }
@@ -212,6 +231,7 @@ static const struct {
 } commands[] = {
 	{ "run", cmd_run }, { "agent", cmd_agent }, { "deps", cmd_deps }, { "events", cmd_events },
 	{ "prune", cmd_prune },
+	{ "policy", cmd_policy },
 };
 
 int main(int argc, char **argv)

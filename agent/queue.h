@@ -19,6 +19,7 @@ enum qitem_type {
 	QI_STATS, /* counter values to record */
 	QI_SYNC,  /* commit now; if .sync_ns, everything before it is queued: say so once committed */
 	QI_DNS,   /* a DNS query the proxy answered */
+	QI_POLICY, /* the rules from now on: the events after it follow them */
 };
 
 /* A process's details; row.cmdline and row.exe point into strings, sized to fit. */
@@ -28,7 +29,7 @@ struct proc_item {
 	char strings[];
 };
 
-#define QI_STATS_MAX 16
+#define QI_STATS_MAX 24
 struct stats_item {
 	int64_t time_ns;
 	int n;
@@ -43,6 +44,7 @@ struct qitem {
 		struct proc_item *proc;   /* owned by the item */
 		struct stats_item *stats; /* owned by the item */
 		struct dns_record *dns;   /* owned by the item */
+		struct policy *policy;    /* a reference, owned by the item */
 		int64_t sync_ns;
 	};
 };

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "policy.h"
 #include "report.h"
 
 static const char deps_sql[] =
@@ -35,7 +36,8 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 	fputs(sep, out);
 }
 
-#define COLS 10 /* the query's columns; the table shows all but last_seen */
+#define COLS 10  /* the query's columns; the table shows all but last_seen */
+#define CELLS 11 /* and what the rules say of the destination's names */
 
 int report_cut(const char *s, int max)
 {
@@ -49,82 +51,168 @@ int report_cut(const char *s, int max)
 	return n;
 }
 
+/*
+ * What the rules say of a destination, by the names its scope resolved to it: the strictest
+ * decision, "+shared" when another of its names is not enforced (the address stays reachable
+ * unless the agent runs with --shared-address block). "" when no rule speaks of them.
+ */
+static void dest_rule(const struct policy *p, const char *scope, const char *domains, char *buf,
+		      size_t len)
+{
+	struct policy_decision best = { 0 };
+	char names[1024];
+	int found = 0, enforced = 0, reachable = 0;
+
+	buf[0] = '\0';
+	if (!p || !domains || !*domains)
+		return;
+	snprintf(names, sizeof(names), "%s", domains);
+	for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+		struct policy_decision d;
+
+		policy_decide(p, scope, n, &d);
+		enforced += d.mode == POLICY_ENFORCE;
+		reachable += d.mode != POLICY_ENFORCE;
+		if (d.rule[0] && (!found || d.mode > best.mode)) {
+			best = d;
+			found = 1;
+		}
+	}
+	if (found)
+		snprintf(buf, len, "%s %s%s", policy_mode_name(best.mode), best.rule,
+			 enforced && reachable ? " +shared" : "");
+}
+
 /* The table is printed once every row is known, so columns fit their longest value. */
 struct table {
-	char **cells; /* COLS per row */
+	char **cells; /* CELLS per row */
 	size_t rows, cap;
-	int w_scope, w_addr, w_domain;
+	int w_scope, w_addr, w_domain, w_rule;
+	int shared;
 };
 
-static int table_add(struct table *t, sqlite3_stmt *st)
+static void widen(int *w, const char *s)
 {
+	if ((int)strlen(s) > *w)
+		*w = (int)strlen(s);
+}
+
+static int table_add(struct table *t, sqlite3_stmt *st, const char *rule)
+{
+	char **row;
+
 	if (t->rows == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 64;
-		char **c = realloc(t->cells, cap * COLS * sizeof(*c));
+		char **c = realloc(t->cells, cap * CELLS * sizeof(*c));
 
 		if (!c)
 			return -ENOMEM;
 		t->cells = c;
 		t->cap = cap;
 	}
+	row = &t->cells[t->rows * CELLS];
+	memset(row, 0, CELLS * sizeof(*row));
+	t->rows++; /* counted now: table_free frees what was made of it */
 	for (int i = 0; i < COLS; i++) {
 		const char *v = (const char *)sqlite3_column_text(st, i);
-		char **cell = &t->cells[t->rows * COLS + i];
 
 		v = v ? v : "";
 		if (i == 7) { /* only what is shown of a command line is kept */
 			int n = report_cut(v, REPORT_CMDLINE_SHOWN);
 
-			if (asprintf(cell, "%.*s%s", n, v, v[n] ? "..." : "") < 0)
-				*cell = NULL;
+			if (asprintf(&row[i], "%.*s%s", n, v, v[n] ? "..." : "") < 0)
+				row[i] = NULL;
 		} else
-			*cell = strdup(v);
-		if (!*cell)
+			row[i] = strdup(v);
+		if (!row[i])
 			return -ENOMEM;
 	}
-	if ((int)strlen(t->cells[t->rows * COLS]) > t->w_scope)
-		t->w_scope = (int)strlen(t->cells[t->rows * COLS]);
-	if ((int)strlen(t->cells[t->rows * COLS + 2]) > t->w_addr)
-		t->w_addr = (int)strlen(t->cells[t->rows * COLS + 2]);
-	if ((int)strlen(t->cells[t->rows * COLS + 9]) > t->w_domain)
-		t->w_domain = (int)strlen(t->cells[t->rows * COLS + 9]);
-	t->rows++;
+	row[10] = strdup(rule[0] ? rule : "-");
+	if (!row[10])
+		return -ENOMEM;
+	widen(&t->w_scope, row[0]);
+	widen(&t->w_addr, row[2]);
+	widen(&t->w_domain, row[9]);
+	widen(&t->w_rule, row[10]);
+	t->shared |= strstr(rule, "+shared") != NULL;
 	return 0;
 }
 
 static void table_print(const struct table *t, FILE *out)
 {
-	fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, "SCOPE",
+	fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %-*s %s\n", t->w_scope, "SCOPE",
 		t->w_domain, "DOMAIN", "PROTO", t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS",
-		"VERDICTS", "FIRST PROCESS");
+		"VERDICTS", t->w_rule, "RULE", "FIRST PROCESS");
 	for (size_t r = 0; r < t->rows; r++) {
-		char **c = &t->cells[r * COLS];
+		char **c = &t->cells[r * CELLS];
 
-		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %s\n", t->w_scope, c[0],
+		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %-*s %s\n", t->w_scope, c[0],
 			t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4], c[5],
-			c[6], c[7]);
+			c[6], t->w_rule, c[10], c[7]);
 	}
+	if (t->shared)
+		fputs("+shared: a name that may be reached resolved to this address too: it stays "
+		      "reachable (the agent's --shared-address block refuses it)\n", out);
 }
 
 static void table_free(struct table *t)
 {
-	for (size_t i = 0; i < t->rows * COLS; i++)
+	for (size_t i = 0; i < t->rows * CELLS; i++)
 		free(t->cells[i]);
 	free(t->cells);
 }
 
-static void csv_row(FILE *out, sqlite3_stmt *st)
+static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
 {
 	for (int i = 0; i < COLS; i++) {
 		const char *v = (const char *)sqlite3_column_text(st, i);
 
-		csv_field(out, v ? v : "", i == COLS - 1 ? "\n" : ",");
+		csv_field(out, v ? v : "", ",");
 	}
+	csv_field(out, rule, "\n");
 }
 
-int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out)
+/* A JSON string, escaped as RFC 8259 asks. */
+static void json_str(FILE *out, const char *s)
 {
-	struct table t = { .w_scope = 5, .w_addr = 7, .w_domain = 6 };
+	fputc('"', out);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
+{
+	static const char *const names[COLS] = { "scope", "proto", "addr", "port", "attempts",
+						 "processes", "verdicts", "first_cmdline",
+						 "last_seen", "domains" };
+
+	fputs(first ? "\n  {" : ",\n  {", out);
+	for (int i = 0; i < COLS; i++) {
+		fprintf(out, "\"%s\": ", names[i]);
+		if (i == 3 || i == 4 || i == 5)
+			fprintf(out, "%lld", (long long)sqlite3_column_int64(st, i));
+		else
+			json_str(out, (const char *)sqlite3_column_text(st, i));
+		fputs(", ", out);
+	}
+	fputs("\"rule\": ", out);
+	json_str(out, rule);
+	fputc('}', out);
+}
+
+int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy *p,
+		enum report_format fmt, FILE *out)
+{
+	struct table t = { .w_scope = 5, .w_addr = 7, .w_domain = 6, .w_rule = 4 };
 	sqlite3_stmt *st;
 	int n = 0, rc, r = 0;
 
@@ -136,20 +224,30 @@ int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format f
 		sqlite3_bind_int64(st, 2, f->run_id);
 	sqlite3_bind_int64(st, 3, f->since_ns);
 	if (fmt == REPORT_CSV)
-		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain\n",
-		      out);
+		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,"
+		      "rule\n", out);
+	else if (fmt == REPORT_JSON)
+		fputc('[', out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char rule[512];
+
 		if (f->limit && ++n > f->limit)
 			continue; /* counted, not shown */
 		if (!f->limit)
 			n++;
+		dest_rule(p, (const char *)sqlite3_column_text(st, 0),
+			  (const char *)sqlite3_column_text(st, 9), rule, sizeof(rule));
 		if (fmt == REPORT_CSV)
-			csv_row(out, st);
+			csv_row(out, st, rule);
+		else if (fmt == REPORT_JSON)
+			json_row(out, st, rule, n == 1);
 		else if (r == 0)
-			r = table_add(&t, st);
+			r = table_add(&t, st, rule);
 	}
 	sqlite3_finalize(st);
-	if (fmt == REPORT_TABLE && t.rows > 0)
+	if (fmt == REPORT_JSON)
+		fputs(n ? "\n]\n" : "]\n", out);
+	if (fmt == REPORT_TABLE && t.rows > 0 && r == 0)
 		table_print(&t, out);
 	table_free(&t);
 	if (r < 0)
@@ -218,4 +316,157 @@ int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
+}
+
+/* ---- what the rules break -------------------------------------------------------------- */
+
+#define RULE_GROUPS_MAX 256
+
+/* The names of one scope that one rule (or a scope default) decides. */
+struct rule_group {
+	char scope[65];
+	char rule[256];
+	uint8_t mode;
+	char *names;  /* a JSON array, for json_each() */
+	size_t n_names;
+};
+
+static int group_add_name(struct rule_group *g, const char *name)
+{
+	char *grown;
+	size_t len = g->names ? strlen(g->names) : 0;
+
+	/* Names are lowercase DNS text: [a-z0-9._-] and \DDD escapes, whose backslash JSON doubles. */
+	grown = realloc(g->names, len + 2 * strlen(name) + 4);
+	if (!grown)
+		return -ENOMEM;
+	g->names = grown;
+	if (len == 0)
+		g->names[len++] = '[';
+	else
+		g->names[len - 1] = ',';
+	g->names[len++] = '"';
+	for (const char *c = name; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			g->names[len++] = '\\';
+		g->names[len++] = *c;
+	}
+	memcpy(g->names + len, "\"]", 3);
+	g->n_names++;
+	return 0;
+}
+
+static struct rule_group *group_of(struct rule_group *g, size_t *n, const char *scope,
+				   const struct policy_decision *d)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(g[i].scope, scope) && !strcmp(g[i].rule, d->rule) && g[i].mode == d->mode)
+			return &g[i];
+	if (*n == RULE_GROUPS_MAX)
+		return NULL;
+	memset(&g[*n], 0, sizeof(g[*n]));
+	snprintf(g[*n].scope, sizeof(g[*n].scope), "%s", scope);
+	snprintf(g[*n].rule, sizeof(g[*n].rule), "%s", d->rule);
+	g[*n].mode = d->mode;
+	return &g[(*n)++];
+}
+
+/* Every name the filtered scopes looked up or connected to, and what rule decides it. */
+static int groups_collect(sqlite3 *db, const struct report_filter *f, const struct policy *p,
+			  struct rule_group *g, size_t *n)
+{
+	static const char sql[] =
+		"SELECT DISTINCT scope, name FROM ("
+		"  SELECT scope, domain AS name FROM connections WHERE domain IS NOT NULL"
+		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
+		"  UNION ALL"
+		"  SELECT scope, qname FROM dns_queries WHERE process_id IS NOT NULL"
+		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
+		" ORDER BY scope, name";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (f->scope)
+		sqlite3_bind_text(st, 1, f->scope, -1, SQLITE_STATIC);
+	if (f->run_id > 0)
+		sqlite3_bind_int64(st, 2, f->run_id);
+	sqlite3_bind_int64(st, 3, f->since_ns);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *scope = (const char *)sqlite3_column_text(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		struct policy_decision d;
+		struct rule_group *grp;
+
+		policy_decide(p, scope, name, &d);
+		if (d.mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, &d)))
+			continue;
+		if (group_add_name(grp, name) < 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* One line on a group: how many processes depended on its names, and the last one. */
+static void group_print(sqlite3 *db, const struct report_filter *f, const struct rule_group *g,
+			FILE *out)
+{
+	static const char sql[] =
+		"WITH e AS ("
+		"  SELECT process_id, time_ns FROM connections WHERE scope = ?4"
+		"   AND domain IN (SELECT value FROM json_each(?5))"
+		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
+		"  UNION ALL"
+		"  SELECT process_id, time_ns FROM dns_queries WHERE scope = ?4 AND process_id IS NOT NULL"
+		"   AND qname IN (SELECT value FROM json_each(?5))"
+		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
+		" SELECT count(DISTINCT process_id),"
+		"  strftime('%Y-%m-%d %H:%M:%S', max(time_ns) / 1e9, 'unixepoch'),"
+		"  (SELECT coalesce(p.cmdline, p.comm, '') FROM e JOIN processes p ON p.id = e.process_id"
+		"   ORDER BY e.time_ns DESC LIMIT 1)"
+		" FROM e";
+	sqlite3_stmt *st;
+	const char *verb = g->mode == POLICY_ENFORCE ? "breaks" : "would break";
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return;
+	if (f->run_id > 0)
+		sqlite3_bind_int64(st, 2, f->run_id);
+	sqlite3_bind_int64(st, 3, f->since_ns);
+	sqlite3_bind_text(st, 4, g->scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, g->names, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t procs = sqlite3_column_int64(st, 0);
+		const char *last = (const char *)sqlite3_column_text(st, 1);
+		const char *cmd = (const char *)sqlite3_column_text(st, 2);
+		int cut = report_cut(cmd ? cmd : "", REPORT_CMDLINE_SHOWN);
+
+		fprintf(out, "  %-8s %-32s %-16s %s: %lld process%s, last at %s UTC, `%.*s%s`\n",
+			policy_mode_name(g->mode), g->rule, g->scope, verb, (long long)procs,
+			procs == 1 ? "" : "es", last ? last : "-", cut, cmd ? cmd : "",
+			cmd && cmd[cut] ? "..." : "");
+	}
+	sqlite3_finalize(st);
+}
+
+int report_rules(sqlite3 *db, const struct report_filter *f, const struct policy *p, FILE *out)
+{
+	struct rule_group *g = calloc(RULE_GROUPS_MAX, sizeof(*g));
+	size_t n = 0;
+	int r;
+
+	if (!g)
+		return -ENOMEM;
+	r = groups_collect(db, f, p, g, &n);
+	if (r == 0 && n > 0) {
+		fprintf(out, "What the rules stop (monitor: would break once enforced):\n");
+		for (size_t i = 0; i < n; i++)
+			group_print(db, f, &g[i], out);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(g[i].names);
+	free(g);
+	return r < 0 ? r : (int)n;
 }

@@ -13,15 +13,27 @@ struct report_filter {
 	int limit;         /* 0: every destination */
 };
 
-enum report_format { REPORT_TABLE, REPORT_CSV };
+enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON };
+
+struct policy;
 
 /*
  * The dependency report: one line per destination (proto, address, port) with the names the
  * scope resolved to it, attempts, distinct processes, verdicts and the command line of the
- * first process that made it.
+ * first process that made it; and, by the rules in p (NULL: none), the rule that decides its
+ * names ("monitor github.com").
  * Returns the number of destinations (also those past the limit), or -EIO.
  */
-int report_deps(sqlite3 *db, const struct report_filter *f, enum report_format fmt, FILE *out);
+int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy *p,
+		enum report_format fmt, FILE *out);
+
+/*
+ * What the rules in p would stop: per rule (and scope default) that is not allow, the names
+ * of the filtered scopes it decides, how many processes looked them up or connected to them,
+ * when last and with what command line. Nothing when no rule speaks of them. The number of
+ * such rules, or -errno.
+ */
+int report_rules(sqlite3 *db, const struct report_filter *f, const struct policy *p, FILE *out);
 
 /* How much of a command line tables show, in bytes. */
 #define REPORT_CMDLINE_SHOWN 80

@@ -199,8 +199,9 @@ int run_cgroup_remove_if_abandoned(const char *path)
 /*
  * The lock is on the cgroup directory itself, not on a file in the runtime directory: the
  * runs root is one per host, whatever runtime directory each nettrail was started with.
+ * A `run` removes its scope's directory, and the runs root, only when it can lock them.
  */
-int runs_root_hold(const char *root, ino_t *ret_ino)
+int cgroup_dir_hold(const char *root, ino_t *ret_ino)
 {
 	struct stat st, fst;
 
@@ -226,14 +227,14 @@ int runs_root_hold(const char *root, ino_t *ret_ino)
 	return -EAGAIN;
 }
 
-int runs_root_same(const char *root, ino_t ino)
+int cgroup_dir_same(const char *root, ino_t ino)
 {
 	struct stat st;
 
 	return stat(root, &st) == 0 && st.st_ino == ino;
 }
 
-void runs_root_remove_if_unused(const char *root)
+void cgroup_dir_remove_if_unheld(const char *root)
 {
 	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 

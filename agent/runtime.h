@@ -56,13 +56,14 @@ int run_cgroup_hold(const char *path);
 int run_cgroup_remove_if_abandoned(const char *path);
 
 /*
- * Creates the runs root if missing and takes the agent's shared hold on it: the fd (and the
- * directory's inode in ret_ino), or -errno.
+ * A cgroup directory an agent needs to stay (the runs root; the directory of a scope with
+ * rules of its own, whose id the hooks know): created if missing and held with a shared lock
+ * for the agent's life. The fd (and the directory's inode in ret_ino), or -errno.
  */
-int runs_root_hold(const char *root, ino_t *ret_ino);
-/* 1 while root is still the directory of that inode (not removed, or removed and re-made). */
-int runs_root_same(const char *root, ino_t ino);
-/* Removes the runs root if no agent holds it and no run is in it. */
-void runs_root_remove_if_unused(const char *root);
+int cgroup_dir_hold(const char *path, ino_t *ret_ino);
+/* 1 while path is still the directory of that inode (not removed, or removed and re-made). */
+int cgroup_dir_same(const char *path, ino_t ino);
+/* Removes such a directory if nobody holds it and nothing is in it. */
+void cgroup_dir_remove_if_unheld(const char *path);
 
 #endif /* NT_RUNTIME_H */

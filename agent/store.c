@@ -40,12 +40,12 @@ static const char *const stmt_sql[ST_MAX] = {
 		"SELECT id FROM processes WHERE pid = ? AND start_ns = ? AND exec_id = ? AND boot_id = ?",
 	[ST_CONN_INSERT] =
 		"INSERT INTO connections (time_ns, process_id, run_id, scope, cgroup_id, kind,"
-		" family, proto, addr, addr_key, port, verdict, tid, domain, id)"
-		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		" family, proto, addr, addr_key, port, verdict, tid, domain, id, rule, rule_id)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_DNS_INSERT] =
 		"INSERT INTO dns_queries (time_ns, process_id, tid, run_id, scope, cgroup_id, qname,"
 		" qtype, rcode, transport, resolver, upstream, latency_ns, verdict, rule, answers, error,"
-		" id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		" id, rule_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_DNS_ANSWER_INSERT] =
 		"INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES (?,?,?,?,?,?)",
 	[ST_RUN_BEGIN] =
@@ -109,6 +109,11 @@ static int store_errno(int rc)
 	case SQLITE_NOTADB: case SQLITE_CORRUPT: return -EBADMSG;
 	default: return -EIO;
 	}
+}
+
+int store_errno_of(int rc)
+{
+	return store_errno(rc);
 }
 
 /* SQLite's own words for the last failed store_open() of this thread. */
@@ -374,7 +379,7 @@ int store_commit(struct store *s)
  * The next event id. Only inside a transaction, whose write lock makes the sequence read,
  * the ids given and the sequence written at commit one step for every other writer.
  */
-static int next_event_id(struct store *s, int64_t *ret)
+int store_next_event_id(struct store *s, int64_t *ret)
 {
 	if (sqlite3_get_autocommit(s->db))
 		return -EINVAL;
@@ -514,7 +519,7 @@ static int insert_connection(struct store *s, const struct conn_record *c, int64
 		family = c->family == AF_INET ? "ipv4" : "ipv6";
 		proto = addr_proto_name(c->proto, pbuf, sizeof(pbuf));
 	}
-	r = next_event_id(s, &id);
+	r = store_next_event_id(s, &id);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, c->time_ns);
@@ -532,6 +537,8 @@ static int insert_connection(struct store *s, const struct conn_record *c, int64
 	sqlite3_bind_int64(st, 13, c->tid);
 	bind_text(st, 14, c->family == AF_UNIX ? NULL : domain);
 	sqlite3_bind_int64(st, 15, id);
+	bind_text(st, 16, c->rule);
+	bind_id(st, 17, c->rule_id);
 	return stmt_run(st);
 }
 
@@ -597,7 +604,7 @@ static int insert_dns(struct store *s, const struct dns_record *d, int64_t proce
 	int64_t id;
 	int r;
 
-	r = next_event_id(s, &id);
+	r = store_next_event_id(s, &id);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 18, id);
@@ -627,7 +634,8 @@ static int insert_dns(struct store *s, const struct dns_record *d, int64_t proce
 	else
 		sqlite3_bind_null(st, 13);
 	sqlite3_bind_text(st, 14, event_verdict_name(d->verdict), -1, SQLITE_STATIC);
-	sqlite3_bind_null(st, 15);
+	bind_text(st, 15, d->rule[0] ? d->rule : NULL);
+	bind_id(st, 19, d->rule_id);
 	sqlite3_bind_int64(st, 16, d->answers);
 	bind_text(st, 17, d->error);
 	r = stmt_run(st);

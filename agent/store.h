@@ -35,6 +35,10 @@ int store_schema_version(struct store *s);
 int store_migrate(struct store *s, int to);
 
 int store_begin(struct store *s);
+/* The next id of the one event sequence; inside a transaction only, else -EINVAL. */
+int store_next_event_id(struct store *s, int64_t *ret);
+/* An SQLite result code as -errno (-EBUSY, -EROFS, -EIO, ...). */
+int store_errno_of(int rc);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
 /* 1 while a transaction is open (SQLite rolls one back by itself after some errors). */

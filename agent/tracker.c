@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <bpf/libbpf.h>
 #include "addr.h"
+#include "blocks.h"
 #include "cgroup.h"
 #include "dns.h"
 #include "dnsproxy.h"
@@ -21,8 +22,10 @@
 #include "loader.h"
 #include "metrics.h"
 #include "log.h"
+#include "policy.h"
 #include "procfs.h"
 #include "queue.h"
+#include "rules.h"
 #include "runtime.h"
 #include "store.h"
 #include "tracker.h"
@@ -31,12 +34,19 @@
 #define TICK_MS 100           /* commit interval, and how often the loop looks around */
 #define BATCH_MAX 1000        /* events per transaction at most */
 #define CGMAP_CAP 4096        /* cgroups remembered by the writer */
+#define SCOPES_CAP 1024       /* cgroups whose scope the main thread remembers */
+#define SCOPE_IDX_MAX 1023    /* scopes with rules of their own that the kernel can tell apart */
 #define FD_CB_MAX 8
 #define STATS_BUSY_INTERVAL_NS (60 * 1000000000LL)
 
 struct cg_entry {
 	uint64_t id;
 	int64_t run_id;
+	char scope[65];
+};
+
+struct scope_entry {
+	uint64_t id;
 	char scope[65];
 };
 
@@ -62,10 +72,30 @@ struct tracker {
 	unsigned ticks;
 	unsigned queued_since_tick;
 	struct keymap seen;  /* main thread: processes already sent to the writer */
+	/* main thread: the rules, as the DNS proxy applies them */
+	struct store *rules_store; /* read-only: polled for rule changes */
+	struct rules_cursor rules_cur;
+	struct policy *policy;
+	int policy_unsent;         /* the writer has not been handed t->policy yet */
+	struct scope_entry *scopes;
+	/* main thread: address enforcement */
+	struct blocks *blocks;
+	char *scope_names[SCOPE_IDX_MAX]; /* scope i + 1 in the kernel: never reused */
+	char *scope_dirs[SCOPE_IDX_MAX];  /* <runs root>/<scope>, held while the tracker lives */
+	int scope_fds[SCOPE_IDX_MAX];
+	size_t n_scope_names;
+	uint32_t scope_levels;
+	char cg_mount[4096];
+	int policy_active;
+	uint64_t bpf_egress_blocked;
+	/* main thread writes, the HTTP thread reads (relaxed 64-bit atomics): for /metrics */
+	struct blocks_counts blocks_seen;
+	uint64_t rules_in_force, rules_version_seen;
 	/* writer thread only */
 	struct keymap proc_ids;
 	struct cg_entry *cgmap;
 	struct domains domains;
+	struct policy *wpolicy;    /* the rules for the events being written */
 	int64_t stats_last[QI_STATS_MAX];
 	int64_t stats_written_ns[QI_STATS_MAX]; /* 0: never; reset when a transaction is lost */
 	int reset_seen;                          /* writer -> main: forget which processes were sent */
@@ -162,23 +192,43 @@ static int cg_find_run_up(struct tracker *t, const struct watch *w, char *path,
 	return 0;
 }
 
-static void cg_scope_from_path(const struct watch *w, const char *path, struct cg_entry *ret)
+static void cg_scope_from_path(const struct watch *w, const char *path, char *scope, size_t len)
 {
 	const char *rel = path + strlen(w->path);
 	size_t n;
 
 	if (!w->runs_root) {
-		snprintf(ret->scope, sizeof(ret->scope), "%s", w->scope);
+		snprintf(scope, len, "%s", w->scope);
 		return;
 	}
 	/* <runs root>/<scope>/<run>/...: a process outside any run still has its scope. */
 	while (*rel == '/')
 		rel++;
 	n = strcspn(rel, "/");
-	if (n == 0 || n >= sizeof(ret->scope))
-		snprintf(ret->scope, sizeof(ret->scope), "%s", "unscoped");
+	if (n == 0 || n >= len)
+		snprintf(scope, len, "%s", "unscoped");
 	else
-		snprintf(ret->scope, sizeof(ret->scope), "%.*s", (int)n, rel);
+		snprintf(scope, len, "%.*s", (int)n, rel);
+}
+
+/* The watch and path of a cgroup below the watches: the path on the heap, or NULL if gone. */
+static char *cg_find(struct tracker *t, uint64_t id, const struct watch **ret_w)
+{
+	char *path = NULL;
+
+	for (int i = 0; i < t->o.n_watches && !path; i++) {
+		struct cg_search s = { .id = id };
+		uint64_t root_id;
+
+		*ret_w = &t->o.watches[i];
+		if (cgroup_id((*ret_w)->path, &root_id) == 0 && root_id == id)
+			path = strdup((*ret_w)->path);
+		else {
+			cg_search_dir((*ret_w)->path, 0, &s);
+			path = s.found;
+		}
+	}
+	return path;
 }
 
 static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
@@ -192,23 +242,12 @@ static void cg_resolve(struct tracker *t, uint64_t id, struct cg_entry *ret)
 		store_put_cgroup(t->store, id, NULL, ret->scope, ret->run_id, wall_now_ns());
 		return;
 	}
-	for (int i = 0; i < t->o.n_watches && !path; i++) {
-		struct cg_search s = { .id = id };
-		uint64_t root_id;
-
-		w = &t->o.watches[i];
-		if (cgroup_id(w->path, &root_id) == 0 && root_id == id)
-			path = strdup(w->path);
-		else {
-			cg_search_dir(w->path, 0, &s);
-			path = s.found;
-		}
-	}
+	path = cg_find(t, id, &w);
 	if (path) {
 		char *up = strdup(path);
 
 		if (!up || !cg_find_run_up(t, w, up, ret))
-			cg_scope_from_path(w, path, ret);
+			cg_scope_from_path(w, path, ret->scope, sizeof(ret->scope));
 		free(up);
 	} else {
 		/*
@@ -290,10 +329,36 @@ static int writer_process_id(struct tracker *t, const struct conn_record *c, int
 	return 0;
 }
 
-static int writer_put_conn(struct tracker *t, const struct conn_record *c)
+/*
+ * What the rules say of a connection, by the name its scope resolved the address to: the
+ * kernel refuses only addresses of enforced names (its verdict and rule id stand); one that
+ * a rule or default would block but that went through is would_block.
+ */
+static void writer_conn_verdict(struct tracker *t, struct conn_record *c, const char *scope,
+				const char *domain, struct policy_decision *d)
+{
+	if (c->family == AF_UNIX)
+		return;
+	if (c->verdict == NT_VERDICT_BLOCKED) {
+		if (policy_rule_by_id(t->wpolicy, c->rule_id, d))
+			c->rule = d->rule;
+		return;
+	}
+	if (!domain)
+		return; /* rules speak of names: an address nobody resolved has none */
+	policy_decide(t->wpolicy, scope, domain, d);
+	if (!d->rule[0])
+		return;
+	c->verdict = d->mode == POLICY_ALLOW ? NT_VERDICT_ALLOWED : NT_VERDICT_WOULD_BLOCK;
+	c->rule_id = d->rule_id;
+	c->rule = d->rule;
+}
+
+static int writer_put_conn(struct tracker *t, struct conn_record *c)
 {
 	const struct cg_entry *cg;
 	const char *domain = NULL;
+	struct policy_decision d;
 	uint8_t key[16];
 	int64_t pid_row;
 	int r;
@@ -304,6 +369,7 @@ static int writer_put_conn(struct tracker *t, const struct conn_record *c)
 	cg = cg_lookup(t, c->cgroup_id);
 	if (addr_key(c->family, c->addr, key) == 0)
 		domain = domains_get(&t->domains, cg->scope, key, c->time_ns);
+	writer_conn_verdict(t, c, cg->scope, domain, &d);
 	if (t->o.metrics) {
 		char pbuf[16];
 
@@ -528,6 +594,11 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 {
 	int r = 0;
 
+	if (it->type == QI_POLICY) {
+		policy_unref(t->wpolicy);
+		t->wpolicy = it->policy; /* the item's reference is the writer's now */
+		return;
+	}
 	if (it->type == QI_STATS && !stats_due(t, it->stats))
 		goto out_free;
 	if (!tx->open && it->type != QI_SYNC) {
@@ -556,6 +627,8 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 		break;
 	case QI_STATS:
 		writer_put_stats(t, it->stats, 0);
+		break;
+	case QI_POLICY:
 		break;
 	case QI_SYNC:
 		if (it->sync_ns)
@@ -611,7 +684,13 @@ static void *writer_main(void *arg)
 			store_set_state(t->store, "synced_ns", tx.sync_ns);
 			tx.sync_ns = 0;
 		}
-		if (tx.open && (sync || tx.events >= BATCH_MAX || ms_since(&tx.opened) >= TICK_MS))
+		/*
+		 * The write lock is held only while there is work: with the queue empty the batch
+		 * is committed, so that `nettrail policy` or a starting run gets its turn (SQLite's
+		 * busy wait is polling, and would miss a lock let go for an instant every 100 ms).
+		 */
+		if (tx.open && (sync || tx.events >= BATCH_MAX || ms_since(&tx.opened) >= TICK_MS ||
+				queue_len(&t->q) == 0))
 			writer_commit(t, &tx);
 	}
 	writer_commit(t, &tx);
@@ -737,7 +816,241 @@ static int on_sample(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+/* ---- main thread: rules -------------------------------------------------------------------- */
+
+/* The scope of a watched cgroup, from its path: what the rules of a DNS query go by. */
+static const char *tracker_scope_of(struct tracker *t, uint64_t id)
+{
+	size_t i = (size_t)(id * 0x9E3779B97F4A7C15ULL >> 54) & (SCOPES_CAP - 1);
+	_cleanup_free_ char *path = NULL;
+	const struct watch *w = NULL;
+	struct scope_entry *e;
+
+	for (size_t probes = 0; probes < SCOPES_CAP; probes++, i = (i + 1) & (SCOPES_CAP - 1)) {
+		if (t->scopes[i].id == id)
+			return t->scopes[i].scope;
+		if (t->scopes[i].id == 0)
+			break;
+	}
+	if (t->scopes[i].id != 0) /* full: start over */
+		memset(t->scopes, 0, SCOPES_CAP * sizeof(*t->scopes));
+	e = &t->scopes[i];
+	e->id = id;
+	path = cg_find(t, id, &w);
+	if (path)
+		cg_scope_from_path(w, path, e->scope, sizeof(e->scope));
+	else /* gone already: with one watch that is not the runs root, its scope */
+		snprintf(e->scope, sizeof(e->scope), "%s",
+			 t->o.n_watches == 1 && !t->o.watches[0].runs_root ? t->o.watches[0].scope :
+									       "unknown");
+	return e->scope;
+}
+
+static int64_t boot_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int blocks_put(void *ctx, const struct nt_block_key *k, const struct nt_block_val *v)
+{
+	return loader_block_put(ctx, k, v);
+}
+
+static int blocks_del(void *ctx, const struct nt_block_key *k)
+{
+	return loader_block_del(ctx, k);
+}
+
+/* The hooks look up addresses only while there is something to refuse. */
+static void tracker_blocks_sync(struct tracker *t)
+{
+	struct blocks_counts c;
+
+	blocks_counts(t->blocks, &c);
+	__atomic_store_n(&t->blocks_seen.entries, c.entries, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.blocked, c.blocked, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.shared, c.shared, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.dropped, c.dropped, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.errors, c.errors, __ATOMIC_RELAXED);
+	if ((c.entries > 0) == t->policy_active)
+		return;
+	t->policy_active = c.entries > 0;
+	loader_policy_set(t->loader, t->policy_active, t->scope_levels);
+}
+
+/* The depth of a cgroup below the cgroup2 mount, as bpf_get_current_ancestor_cgroup_id counts. */
+static int cgroup_depth(const struct tracker *t, const char *path)
+{
+	const char *rel = path + strlen(t->cg_mount);
+	int depth = 0;
+
+	if (strncmp(path, t->cg_mount, strlen(t->cg_mount)))
+		return -1;
+	for (; *rel; rel++)
+		depth += rel[0] == '/' && rel[1] && rel[1] != '/';
+	return depth;
+}
+
+static void scope_cgroup_put(struct tracker *t, const char *path, uint32_t idx)
+{
+	uint64_t id;
+	int depth = cgroup_depth(t, path);
+
+	if (depth <= 0 || depth >= NT_SCOPE_LEVELS || cgroup_id(path, &id) < 0 ||
+	    loader_scope_put(t->loader, id, idx) < 0) {
+		log_warn("failed to name cgroup %s for its scope's rules: addresses are enforced "
+			 "there by the rules of every scope only", path);
+		return;
+	}
+	t->scope_levels |= 1u << depth;
+}
+
+/*
+ * The kernel tells a scope with rules of its own by its cgroups: the scope's directory under
+ * the runs root (made and held here, so that it keeps its id), and the watches of that scope.
+ */
+static void tracker_scope_add(struct tracker *t, const char *scope)
+{
+	size_t i = t->n_scope_names;
+	uint32_t idx = (uint32_t)i + 1;
+
+	t->scope_names[i] = strdup(scope);
+	t->scope_fds[i] = -1;
+	if (!t->scope_names[i])
+		return;
+	t->n_scope_names++;
+	for (int w = 0; w < t->o.n_watches; w++) {
+		const struct watch *wa = &t->o.watches[w];
+		char dir[4200];
+
+		if (!wa->runs_root) {
+			if (!strcmp(wa->scope, scope))
+				scope_cgroup_put(t, wa->path, idx);
+			continue;
+		}
+		snprintf(dir, sizeof(dir), "%s/%s", wa->path, scope);
+		t->scope_fds[i] = cgroup_dir_hold(dir, NULL);
+		if (t->scope_fds[i] < 0) {
+			log_warn("failed to create and hold cgroup %s: %s", dir, strerror(-t->scope_fds[i]));
+			continue;
+		}
+		t->scope_dirs[i] = strdup(dir);
+		scope_cgroup_put(t, dir, idx);
+	}
+	loader_policy_set(t->loader, t->policy_active, t->scope_levels);
+}
+
+static void block_preload_one(void *ctx, const char *scope, const char *qname,
+			      const uint8_t key[16], int64_t expires_ns)
+{
+	struct tracker *t = ctx;
+	int64_t boot = expires_ns + t->o.dns_grace_ns - t->boot_to_wall_ns;
+
+	if (qname && boot > boot_now_ns())
+		blocks_learn(t->blocks, qname, key, boot);
+}
+
+/*
+ * The addresses of the rules from now on: every scope with rules of its own gets its index,
+ * and what the store says was resolved lately (by this agent or any run) is decided again.
+ */
+static void tracker_blocks_reload(struct tracker *t)
+{
+	const char *in_policy[SCOPE_IDX_MAX], *active[SCOPE_IDX_MAX] = { 0 };
+	size_t n = policy_scopes(t->policy, in_policy, SCOPE_IDX_MAX);
+	int64_t since = wall_now_ns() - 86400 * 1000000000LL - t->o.dns_grace_ns;
+
+	if (n > SCOPE_IDX_MAX) {
+		log_warn("%zu scopes have rules of their own; addresses are enforced by scope for "
+			 "the first %d only", n, SCOPE_IDX_MAX);
+		n = SCOPE_IDX_MAX;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t j = 0;
+
+		while (j < t->n_scope_names && strcmp(t->scope_names[j], in_policy[i]))
+			j++;
+		if (j == t->n_scope_names && j < SCOPE_IDX_MAX)
+			tracker_scope_add(t, in_policy[i]);
+		if (j < t->n_scope_names)
+			active[j] = t->scope_names[j];
+	}
+	if (blocks_apply(t->blocks, t->policy, active, t->n_scope_names) < 0)
+		log_warn("failed to apply the rules to addresses: out of memory");
+	if (store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one, t) < 0)
+		log_warn("failed to read recent DNS answers: %s", store_errmsg(t->rules_store));
+	tracker_blocks_sync(t);
+}
+
+/* The writer gets every new rule set through the queue, so that events keep their order. */
+static void tracker_policy_send(struct tracker *t)
+{
+	struct qitem it = { .type = QI_POLICY };
+
+	if (!t->policy_unsent)
+		return;
+	it.policy = policy_ref(t->policy);
+	if (queue_push(&t->q, &it) < 0) {
+		policy_unref(it.policy); /* full: again at the next tick */
+		return;
+	}
+	t->policy_unsent = 0;
+}
+
+/* The rules from the store; on failure the ones in force stay. */
+static void tracker_rules_load(struct tracker *t)
+{
+	struct policy *p;
+	int r = rules_load(t->rules_store, &p);
+
+	if (r < 0) {
+		log_err("failed to load the rules: %s; the rules in force stay",
+			r == -EIO ? store_errmsg(t->rules_store) : strerror(-r));
+		return;
+	}
+	if (t->policy || policy_n_rules(p))
+		log_info("rules version %lld: %zu rule%s in force", (long long)t->rules_cur.rules_version,
+			 policy_n_rules(p), policy_n_rules(p) == 1 ? "" : "s");
+	policy_unref(t->policy);
+	t->policy = p;
+	t->policy_unsent = 1;
+	__atomic_store_n(&t->rules_in_force, (uint64_t)policy_n_rules(p), __ATOMIC_RELAXED);
+	__atomic_store_n(&t->rules_version_seen, (uint64_t)t->rules_cur.rules_version,
+			 __ATOMIC_RELAXED);
+	tracker_policy_send(t);
+	if (t->blocks)
+		tracker_blocks_reload(t);
+}
+
+/* Every tick: a change of the rules applies from the next query and event on. */
+static void tracker_poll_rules(struct tracker *t)
+{
+	int r;
+
+	if (!t->rules_store)
+		return;
+	r = rules_poll(t->rules_store, &t->rules_cur);
+	if (r == 1)
+		tracker_rules_load(t);
+	tracker_policy_send(t);
+}
+
 /* ---- main thread: DNS proxy hooks ----------------------------------------------------------- */
+
+static void dns_decide(void *ctx, const struct nt_dns_origin *o, const char *name,
+		       struct dnsproxy_decision *ret)
+{
+	struct tracker *t = ctx;
+	struct policy_decision d;
+
+	policy_decide(t->policy, o ? tracker_scope_of(t, o->cgroup_id) : NULL, name, &d);
+	ret->verdict = (uint8_t)policy_verdict(d.mode);
+	ret->rule_id = d.rule_id;
+	snprintf(ret->rule, sizeof(ret->rule), "%s", d.rule);
+}
 
 /* The connect or sendto event of the query's socket goes to the writer before the query. */
 static void dns_before_query(void *ctx)
@@ -754,11 +1067,29 @@ static int dns_origin(void *ctx, const struct nt_dns_key *key, struct nt_dns_ori
 	return loader_dns_origin(t->loader, key, ret);
 }
 
+/* An answer's addresses, in case the rules enforce the name asked (now or later). */
+static void dns_learn(struct tracker *t, const struct dns_record *rec)
+{
+	int64_t now = boot_now_ns();
+
+	for (unsigned i = 0; i < rec->n_rrs; i++) {
+		const struct dns_record_rr *rr = &rec->rrs[i];
+		uint8_t key[16];
+
+		if (!rr->target && addr_key(rr->family, rr->addr, key) == 0)
+			blocks_learn(t->blocks, rec->qname, key,
+				     now + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
+	}
+	tracker_blocks_sync(t);
+}
+
 static void dns_record_done(void *ctx, struct dns_record *rec)
 {
 	struct tracker *t = ctx;
 	struct qitem it = { .type = QI_DNS, .dns = rec };
 
+	if (t->blocks && rec->n_rrs)
+		dns_learn(t, rec);
 	/* The sender's connect or sendto event, and its process, go to the writer first. */
 	ring_buffer__consume(t->rb);
 	if (queue_push(&t->q, &it) < 0) {
@@ -777,6 +1108,7 @@ static void tracker_read_bpf_counters(struct tracker *t)
 		t->bpf_ringbuf_full = c[NT_CNT_RINGBUF_FULL];
 		t->bpf_argv_fault = c[NT_CNT_ARGV_FAULT];
 		t->bpf_dns_unredirected = c[NT_CNT_DNS_UNREDIRECTED];
+		t->bpf_egress_blocked = c[NT_CNT_EGRESS_BLOCKED];
 	}
 }
 
@@ -807,6 +1139,15 @@ void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
 	ret->dns_upstream_timeout = d.upstream_timeout;
 	ret->dns_upstream_error = d.upstream_error;
 	ret->dns_upstream_mismatch = d.upstream_mismatch;
+	ret->dns_blocked = d.blocked;
+	ret->packets_blocked = c[NT_CNT_EGRESS_BLOCKED];
+	ret->rules_in_force = __atomic_load_n(&t->rules_in_force, __ATOMIC_RELAXED);
+	ret->rules_version = __atomic_load_n(&t->rules_version_seen, __ATOMIC_RELAXED);
+	ret->block_entries = __atomic_load_n(&t->blocks_seen.entries, __ATOMIC_RELAXED);
+	ret->block_addrs_blocked = __atomic_load_n(&t->blocks_seen.blocked, __ATOMIC_RELAXED);
+	ret->block_addrs_shared = __atomic_load_n(&t->blocks_seen.shared, __ATOMIC_RELAXED);
+	ret->block_answers_dropped = __atomic_load_n(&t->blocks_seen.dropped, __ATOMIC_RELAXED);
+	ret->block_map_errors = __atomic_load_n(&t->blocks_seen.errors, __ATOMIC_RELAXED);
 }
 
 int tracker_ready(struct tracker *t, const char **why)
@@ -833,6 +1174,7 @@ void tracker_counts(struct tracker *t, struct tracker_counts *ret)
 	ret->store_failed = atomic_get(&t->store_failed);
 	ret->dns_queue_full = t->dns_queue_full;
 	ret->dns_unredirected = t->bpf_dns_unredirected;
+	ret->egress_blocked = t->bpf_egress_blocked;
 	ret->dns = t->dns_final;
 	if (t->dns)
 		dnsproxy_counts(t->dns, &ret->dns);
@@ -857,6 +1199,8 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.stored;
 	st->names[st->n] = "argv_unreadable";
 	st->values[st->n++] = (int64_t)c.argv_fault;
+	st->names[st->n] = "packets_blocked";
+	st->values[st->n++] = (int64_t)c.egress_blocked;
 	if (!t->o.dns)
 		return;
 	st->names[st->n] = "events_lost_dns_queue";
@@ -875,6 +1219,8 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.dns.overload;
 	st->names[st->n] = "dns_unredirected";
 	st->values[st->n++] = (int64_t)c.dns_unredirected;
+	st->names[st->n] = "dns_blocked";
+	st->values[st->n++] = (int64_t)c.dns.blocked;
 }
 
 static void tracker_push_stats(struct tracker *t)
@@ -897,6 +1243,7 @@ static void tracker_tick(struct tracker *t)
 
 	ring_buffer__consume(t->rb);
 	tracker_check_forget(t);
+	tracker_poll_rules(t);
 	if (t->dns)
 		dnsproxy_tick(t->dns);
 	/*
@@ -909,8 +1256,13 @@ static void tracker_tick(struct tracker *t)
 	/* Counters go with every sync, so a report waiting for it also sees the losses. */
 	tracker_push_stats(t);
 	queue_push(&t->q, &it);
-	if (++t->ticks % (1000 / TICK_MS) == 0)
+	if (++t->ticks % (1000 / TICK_MS) == 0) {
 		t->boot_to_wall_ns = event_boot_to_wall_ns(); /* follow clock steps */
+		if (t->blocks) {
+			blocks_expire(t->blocks, boot_now_ns());
+			tracker_blocks_sync(t);
+		}
+	}
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -957,7 +1309,16 @@ static void tracker_free(struct tracker *t)
 	}
 	dnsproxy_close(t->dns);
 	ring_buffer__free(t->rb);
+	blocks_free(t->blocks); /* its entries go from the map, which goes next */
 	loader_close(t->loader);
+	for (size_t i = 0; i < t->n_scope_names; i++) {
+		if (t->scope_fds[i] >= 0)
+			close(t->scope_fds[i]);
+		if (t->scope_dirs[i])
+			cgroup_dir_remove_if_unheld(t->scope_dirs[i]);
+		free(t->scope_dirs[i]);
+		free(t->scope_names[i]);
+	}
 	store_close(t->store);
 	if (t->q.items)
 		queue_destroy(&t->q);
@@ -968,6 +1329,10 @@ static void tracker_free(struct tracker *t)
 	keymap_free(&t->seen);
 	keymap_free(&t->proc_ids);
 	domains_free(&t->domains);
+	store_close(t->rules_store);
+	policy_unref(t->policy);
+	policy_unref(t->wpolicy);
+	free(t->scopes);
 	free(t->cgmap);
 	free(t);
 }
@@ -1008,7 +1373,8 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	t->pruned_seen = -1;
 	t->boot_to_wall_ns = event_boot_to_wall_ns();
 	t->cgmap = calloc(CGMAP_CAP, sizeof(*t->cgmap));
-	if (!t->cgmap || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0 ||
+	t->scopes = calloc(SCOPES_CAP, sizeof(*t->scopes));
+	if (!t->cgmap || !t->scopes || keymap_init(&t->seen) < 0 || keymap_init(&t->proc_ids) < 0 ||
 	    domains_init(&t->domains) < 0) {
 		r = -ENOMEM;
 		goto out_free;
@@ -1023,6 +1389,24 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	}
 	if (o->dns)
 		domains_preload(t);
+	/* The rules apply from the first event: loaded before anything is attached. */
+	r = store_open(o->db_path, STORE_READONLY, &t->rules_store);
+	if (r < 0) {
+		*why = "failed to open the database to read the rules";
+		goto out_free;
+	}
+	t->rules_cur.rules_version = -1;
+	if (rules_poll(t->rules_store, &t->rules_cur) < 0) {
+		*why = "failed to read the rules";
+		r = -EIO;
+		goto out_free;
+	}
+	tracker_rules_load(t);
+	if (!t->policy) {
+		*why = "failed to load the rules";
+		r = -EIO;
+		goto out_free;
+	}
 	/* Only runs from now on are counted: counters start at zero with the process. */
 	t->runs.last_id = -1;
 	if (o->metrics)
@@ -1030,7 +1414,7 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	if (o->dns) {
 		struct dnsproxy_hooks hooks = {
 			.ctx = t, .before_query = dns_before_query, .origin = dns_origin,
-			.record = dns_record_done,
+			.record = dns_record_done, .decide = dns_decide,
 		};
 
 		r = dnsproxy_open(&o->dns_opts, &hooks, &t->dns, why);
@@ -1048,6 +1432,16 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 			&t->loader, why);
 	if (r < 0)
 		goto out_free;
+	/* Enforced addresses are in the kernel before the first hook is attached. */
+	t->blocks = blocks_new(&(struct blocks_ops){ .ctx = t->loader, .put = blocks_put,
+						     .del = blocks_del },
+			       o->shared_block ? BLOCKS_SHARED_BLOCK : BLOCKS_SHARED_ALLOW);
+	r = t->blocks ? cgroup_find_mount(t->cg_mount, sizeof(t->cg_mount)) : -ENOMEM;
+	if (r < 0) {
+		*why = "failed to set up address enforcement";
+		goto out_free;
+	}
+	tracker_blocks_reload(t);
 	for (int i = 0; i < o->n_watches; i++) {
 		r = loader_attach(t->loader, o->watches[i].path);
 		if (r < 0) {

@@ -34,6 +34,7 @@ struct tracker_opts {
 	struct dnsproxy_opts dns_opts;
 	int64_t dns_grace_ns;     /* a resolved name names its address this long past the TTL */
 	int allow_resolver_sockets;
+	int shared_block;         /* refuse an address an enforced and a reachable name share */
 	struct metrics *metrics;  /* counted into when set (the agent's /metrics) */
 };
 
@@ -46,6 +47,7 @@ struct tracker_counts {
 	uint64_t argv_fault;    /* events whose argv could not be read in BPF */
 	uint64_t dns_queue_full;   /* DNS queries answered but lost: writer queue full */
 	uint64_t dns_unredirected; /* DNS sockets left to their resolver (BPF out of memory) */
+	uint64_t egress_blocked;   /* packets dropped: to an enforced address (already connected) */
 	struct dnsproxy_counts dns;
 };
 

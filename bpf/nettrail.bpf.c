@@ -6,9 +6,10 @@
  * 5 ms is gone before the agent could look at /proc.
  *
  * The hooks observe: they allow every connect, except a watched process's connect to a local
- * resolver's unix socket (see below). DNS sockets are pointed at the agent's proxy, which
- * records and forwards each query. An event that cannot be delivered is counted in
- * `counters`, never dropped silently.
+ * resolver's unix socket (see below) and, once an operator enforces a rule, a connect to an
+ * address that an enforced name resolved to (see "address enforcement"). DNS sockets are
+ * pointed at the agent's proxy, which records and forwards each query. An event that cannot
+ * be delivered is counted in `counters`, never dropped silently.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -201,8 +202,118 @@ static __always_inline void sock6_dest(struct bpf_sock_addr *ctx, __u8 addr[16])
 	__builtin_memcpy(addr, w, 16);
 }
 
+/* ---- address enforcement ---------------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nt_block_key);
+	__type(value, struct nt_block_val);
+} blocked_addrs SEC(".maps");
+
+/* The cgroups that name a scope with rules of its own (a runs-root scope, a watch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} scope_cgroups SEC(".maps");
+
+/*
+ * Set by the agent at run time: whether blocked_addrs holds anything (until then the hooks
+ * pay nothing), and at which depths of the hierarchy the cgroups of scope_cgroups are.
+ */
+__u32 policy_active = 0;
+__u32 scope_levels = 0;
+
+static __always_inline __u32 scope_of(__u64 (*ancestor)(void *, int), void *ctx)
+{
+	__u32 levels = scope_levels;
+
+#pragma unroll
+	for (int level = 1; level < NT_SCOPE_LEVELS; level++) {
+		__u64 id;
+		__u32 *idx;
+
+		if (!(levels & (1u << level)))
+			continue;
+		id = ancestor(ctx, level);
+		if (!id)
+			return 0;
+		idx = bpf_map_lookup_elem(&scope_cgroups, &id);
+		if (idx)
+			return *idx;
+	}
+	return 0;
+}
+
+/* The entry deciding an address for a scope: the scope's own, else every scope's. */
+static __always_inline struct nt_block_val *block_lookup(__u32 scope, const __u8 addr[16])
+{
+	struct nt_block_key key = { .scope = scope };
+	struct nt_block_val *v = 0;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	if (scope)
+		v = bpf_map_lookup_elem(&blocked_addrs, &key);
+	if (!v) {
+		key.scope = 0;
+		v = bpf_map_lookup_elem(&blocked_addrs, &key);
+	}
+	if (!v || v->verdict != NT_VERDICT_BLOCKED)
+		return 0;
+	if (v->expires_ns && v->expires_ns < bpf_ktime_get_boot_ns())
+		return 0; /* the answer ran out: the agent removes it soon */
+	return v;
+}
+
+static __u64 current_ancestor(void *ctx, int level)
+{
+	return bpf_get_current_ancestor_cgroup_id(level);
+}
+
+/* The rule id if the current scope may not reach addr (IPv6 or v4-mapped), else 0. */
+static __always_inline __u32 sock_blocked(const __u8 addr[16])
+{
+	struct nt_block_val *v;
+
+	if (!policy_active)
+		return 0;
+	v = block_lookup(scope_of(current_ancestor, 0), addr);
+	return v ? (v->rule_id ? v->rule_id : 1) : 0;
+}
+
+/* The address a socket hook names, as a block key holds it. */
+static __always_inline void sock_key_addr(struct bpf_sock_addr *ctx, __u8 family, __u8 addr[16])
+{
+	__u32 w[4] = { 0, 0, bpf_htonl(0xffff), ctx->user_ip4 };
+
+	if (family == AF_INET6) {
+		w[0] = ctx->user_ip6[0];
+		w[1] = ctx->user_ip6[1];
+		w[2] = ctx->user_ip6[2];
+		w[3] = ctx->user_ip6[3];
+	}
+	__builtin_memcpy(addr, w, 16);
+}
+
+/*
+ * DNS goes to the proxy whatever the resolver's address: the proxy enforces names. Other
+ * connects and datagrams to an enforced name's address are refused (EPERM).
+ */
+static __always_inline __u32 sock_check(struct bpf_sock_addr *ctx, __u8 family)
+{
+	__u8 addr[16];
+
+	if (!policy_active || ctx->user_port == bpf_htons(53))
+		return 0;
+	sock_key_addr(ctx, family, addr);
+	return sock_blocked(addr);
+}
+
 /* Emit one event for this socket address; -ENOSPC when the ring buffer is full. */
-static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 family)
+static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 family,
+				     __u32 rule_id)
 {
 	struct nt_event *e;
 	int first;
@@ -221,7 +332,9 @@ static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 
 	e->port = bpf_ntohs((__u16)ctx->user_port);
 	e->proto = ctx->protocol;
 	e->kind = kind;
-	e->verdict = NT_VERDICT_ALLOWED;
+	e->verdict = rule_id ? NT_VERDICT_BLOCKED : NT_VERDICT_ALLOWED;
+	e->rule_id = rule_id;
+	e->_pad = 0;
 	e->sock_cookie = bpf_get_socket_cookie(ctx);
 	first = event_fill_task(e);
 	bpf_ringbuf_submit(e, ringbuf_wakeup_flags(first));
@@ -232,8 +345,9 @@ static __always_inline int sock_emit(struct bpf_sock_addr *ctx, __u8 kind, __u8 
  * sendmsg hooks run for every datagram that names its destination. Only the first one per
  * (socket, destination) is an event; the key is marked seen only once the event is on the
  * ring buffer, so a datagram whose event was lost (and counted) lets the next one try again.
+ * Every datagram to an enforced address is refused, the first one recorded.
  */
-static __always_inline int sock_sendmsg(struct bpf_sock_addr *ctx, __u8 family)
+static __always_inline int sock_sendmsg(struct bpf_sock_addr *ctx, __u8 family, __u32 rule_id)
 {
 	struct udp_dest_key key = {};
 	__u8 one = 1;
@@ -245,9 +359,11 @@ static __always_inline int sock_sendmsg(struct bpf_sock_addr *ctx, __u8 family)
 		sock4_dest(ctx, key.addr);
 	else
 		sock6_dest(ctx, key.addr);
+	/* A verdict of its own: a destination that was allowed, then blocked, is an event again. */
+	key._pad[0] = rule_id != 0;
 	if (bpf_map_lookup_elem(&udp_seen, &key))
 		return 0;
-	if (sock_emit(ctx, NT_EV_SENDMSG, family) == 0)
+	if (sock_emit(ctx, NT_EV_SENDMSG, family, rule_id) == 0)
 		bpf_map_update_elem(&udp_seen, &key, &one, BPF_ANY);
 	return 0;
 }
@@ -497,6 +613,47 @@ static __always_inline int dns_packet_key(struct __sk_buff *skb, struct nt_dns_k
 	return 1;
 }
 
+static __u64 skb_ancestor(void *ctx, int level)
+{
+	return bpf_skb_ancestor_cgroup_id(ctx, level);
+}
+
+/*
+ * The backstop: a socket connected before its address was enforced (or one that never
+ * connects, e.g. raw) sends no more to it. Its packets are dropped and counted, not recorded
+ * one by one. Packets to the DNS proxy always pass: the proxy enforces names.
+ */
+static __always_inline int egress_blocked(struct __sk_buff *skb)
+{
+	__u32 w[4] = { 0, 0, bpf_htonl(0xffff), 0 };
+	__u16 ports[2];
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct ip4_hdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		w[3] = ip.daddr;
+		l4 = (ip.ver_ihl & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ip6_hdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		__builtin_memcpy(w, ip.daddr, 16);
+		l4 = sizeof(ip);
+	} else {
+		return 0;
+	}
+	if (!block_lookup(scope_of(skb_ancestor, skb), (const __u8 *)w))
+		return 0;
+	if (dns_port && bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) == 0 &&
+	    ports[1] == dns_port)
+		return 0;
+	return 1;
+}
+
 SEC("cgroup_skb/egress")
 int nt_egress(struct __sk_buff *skb)
 {
@@ -508,6 +665,10 @@ int nt_egress(struct __sk_buff *skb)
 	 * Every packet of a watched cgroup comes here: only a socket that was pointed at the
 	 * proxy has an origin, and that lookup is cheaper than reading the packet's headers.
 	 */
+	if (policy_active && egress_blocked(skb)) {
+		counter_inc(NT_CNT_EGRESS_BLOCKED);
+		return 0;
+	}
 	if (!dns_port)
 		return 1;
 	sk = skb->sk;
@@ -527,9 +688,14 @@ int nt_egress(struct __sk_buff *skb)
 SEC("cgroup/connect4")
 int nt_connect4(struct bpf_sock_addr *ctx)
 {
+	__u32 rule;
+
 	if (cgroup_excluded())
 		return SOCK_ALLOW;
-	sock_emit(ctx, NT_EV_CONNECT, AF_INET);
+	rule = sock_check(ctx, AF_INET);
+	sock_emit(ctx, NT_EV_CONNECT, AF_INET, rule);
+	if (rule)
+		return 0; /* EPERM */
 	dns_redirect4(ctx);
 	return SOCK_ALLOW;
 }
@@ -537,9 +703,14 @@ int nt_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int nt_connect6(struct bpf_sock_addr *ctx)
 {
+	__u32 rule;
+
 	if (cgroup_excluded())
 		return SOCK_ALLOW;
-	sock_emit(ctx, NT_EV_CONNECT, AF_INET6);
+	rule = sock_check(ctx, AF_INET6);
+	sock_emit(ctx, NT_EV_CONNECT, AF_INET6, rule);
+	if (rule)
+		return 0;
 	dns_redirect6(ctx);
 	return SOCK_ALLOW;
 }
@@ -548,9 +719,14 @@ int nt_connect6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int nt_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	__u32 rule;
+
 	if (cgroup_excluded())
 		return SOCK_ALLOW;
-	sock_sendmsg(ctx, AF_INET);
+	rule = sock_check(ctx, AF_INET);
+	sock_sendmsg(ctx, AF_INET, rule);
+	if (rule)
+		return 0;
 	dns_redirect4(ctx);
 	return SOCK_ALLOW;
 }
@@ -558,9 +734,14 @@ int nt_sendmsg4(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg6")
 int nt_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	__u32 rule;
+
 	if (cgroup_excluded())
 		return SOCK_ALLOW;
-	sock_sendmsg(ctx, AF_INET6);
+	rule = sock_check(ctx, AF_INET6);
+	sock_sendmsg(ctx, AF_INET6, rule);
+	if (rule)
+		return 0;
 	dns_redirect6(ctx);
 	return SOCK_ALLOW;
 }
@@ -654,6 +835,8 @@ int nt_connect_unix(struct bpf_sock_addr *ctx)
 		e->proto = 0;
 		e->kind = NT_EV_UNIX;
 		e->verdict = refuse_resolver_sockets ? NT_VERDICT_BLOCKED : NT_VERDICT_ALLOWED;
+		e->rule_id = 0;
+		e->_pad = 0;
 		e->sock_cookie = bpf_get_socket_cookie(ctx);
 		first = event_fill_task(e);
 		bpf_ringbuf_submit(e, ringbuf_wakeup_flags(first));

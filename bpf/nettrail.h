@@ -31,6 +31,7 @@ enum nt_counter {
 	NT_CNT_RINGBUF_FULL = 0, /* event not delivered: bpf_ringbuf_reserve failed */
 	NT_CNT_ARGV_FAULT = 1,   /* event delivered without argv: user memory not readable */
 	NT_CNT_DNS_UNREDIRECTED = 2, /* a DNS socket left to its resolver: no per-socket memory */
+	NT_CNT_EGRESS_BLOCKED = 3,   /* packets dropped: to an enforced name's address */
 	NT_CNT_MAX = 4,
 };
 
@@ -54,9 +55,11 @@ struct nt_event {
 	__u8 addr[16];     /* network byte order; IPv4 in the first 4 bytes */
 	char comm[NT_COMM_LEN];
 	char argv[NT_ARGV_LEN];
+	__u32 rule_id;     /* NT_VERDICT_BLOCKED: the rule whose address it was (rules.id) */
+	__u32 _pad;
 };
 
-#define NT_EVENT_SIZE 352
+#define NT_EVENT_SIZE 360
 
 /*
  * DNS redirect. A watched process's DNS socket is pointed at the agent's proxy on loopback;
@@ -95,5 +98,26 @@ struct nt_dns_key {
 	__u8 proto;   /* IPPROTO_UDP or IPPROTO_TCP */
 	__u8 _pad[2];
 };
+
+/*
+ * Address enforcement. The agent files the addresses of enforced names (as DNS answers gave
+ * them) under the scope whose rules decided, 0 for the rules of every scope; a scope with
+ * rules of its own is named by the cgroups in `scope_cgroups`. The hooks look up the
+ * connecting scope's entry first, then scope 0's: an ALLOWED entry of a scope overrides a
+ * block of scope 0 (an allow rule of that scope).
+ */
+struct nt_block_key {
+	__u32 scope;   /* 0: every scope */
+	__u8 addr[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d, network byte order */
+};
+
+struct nt_block_val {
+	__u64 expires_ns; /* boot-time ns: the answer's TTL and the grace period; 0: never */
+	__u32 rule_id;    /* rules.id */
+	__u8 verdict;     /* NT_VERDICT_BLOCKED, or NT_VERDICT_ALLOWED to override scope 0 */
+	__u8 _pad[3];
+};
+
+#define NT_SCOPE_LEVELS 32 /* cgroup depths a scope's cgroup may be at: bits of scope_levels */
 
 #endif /* NETTRAIL_H */

@@ -394,6 +394,30 @@ static void dns_render(struct out *o, const struct metrics_snapshot *s)
 		   (unsigned long long)s->dns_upstream_mismatch);
 }
 
+static void policy_render(struct out *o, const struct metrics_snapshot *s)
+{
+	simple(o, "nettrail_rules", "gauge", "Rules in force (nettrail policy ls).", s->rules_in_force);
+	simple(o, "nettrail_rules_version", "gauge",
+	       "Changes of the rules the agent has applied (agent_state.rules_version).",
+	       s->rules_version);
+	simple(o, "nettrail_dns_blocked_total", "counter",
+	       "DNS queries answered by the proxy because a rule enforces their name.", s->dns_blocked);
+	simple(o, "nettrail_packets_blocked_total", "counter",
+	       "Packets of watched sockets dropped at egress: to an enforced name's address.",
+	       s->packets_blocked);
+	simple(o, "nettrail_block_entries", "gauge",
+	       "Entries of the kernel's address table: blocked addresses and per-scope overrides.",
+	       s->block_entries);
+	simple(o, "nettrail_block_addresses_shared", "gauge",
+	       "Addresses an enforced name and a reachable name both resolved to (a CDN's).",
+	       s->block_addrs_shared);
+	simple(o, "nettrail_block_answers_dropped_total", "counter",
+	       "DNS answers not remembered for address enforcement: the tables were full.",
+	       s->block_answers_dropped);
+	simple(o, "nettrail_block_update_errors_total", "counter",
+	       "Updates of the kernel's address table that failed.", s->block_map_errors);
+}
+
 static void process_render(struct out *o, const struct metrics *m)
 {
 	struct rusage ru;
@@ -477,6 +501,7 @@ int metrics_render(struct metrics *m, char **ret, size_t *ret_len)
 	pthread_mutex_unlock(&m->lock);
 	if (s.dns)
 		dns_render(&o, &s);
+	policy_render(&o, &s);
 	process_render(&o, m);
 	if (o.failed) {
 		free(o.buf);

@@ -31,6 +31,13 @@ struct metrics_snapshot {
 	uint64_t dns_received, dns_malformed, dns_unattributed, dns_overload;
 	uint64_t dns_upstream_timeout, dns_upstream_error, dns_upstream_mismatch;
 	uint64_t dns_unredirected;
+	/* the rules (docs/policy.md) */
+	uint64_t rules_in_force, rules_version;
+	uint64_t dns_blocked;             /* queries answered by the proxy: their name is enforced */
+	uint64_t packets_blocked;         /* egress packets dropped: to an enforced name's address */
+	uint64_t block_entries, block_addrs_blocked, block_addrs_shared;
+	uint64_t block_answers_dropped;   /* answers not remembered for enforcement: tables full */
+	uint64_t block_map_errors;        /* kernel map updates that failed */
 };
 
 typedef void (*metrics_snapshot_fn)(void *ctx, struct metrics_snapshot *ret);

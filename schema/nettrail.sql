@@ -215,3 +215,56 @@ INSERT INTO agent_state (key, value)
 SELECT 'event_seq', max(coalesce((SELECT max(id) FROM connections), 0),
                         coalesce((SELECT max(id) FROM dns_queries), 0))
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- migration 4
+-- Policy: rules per domain pattern, per-scope defaults, and the history of every change.
+-- `nettrail policy` writes them and bumps agent_state.rules_version in the same transaction;
+-- a running agent polls that and applies the new rules to the DNS proxy and the record
+-- within a second.
+CREATE TABLE rules (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: rule_changes name it
+    pattern     TEXT NOT NULL,           -- as written: 'github.com' or '=github.com'
+    name        TEXT NOT NULL,           -- the domain: lowercase, no trailing dot
+    match       TEXT NOT NULL CHECK (match IN ('suffix', 'exact')),
+    mode        TEXT NOT NULL CHECK (mode IN ('allow', 'monitor', 'enforce')),
+    scope       TEXT NOT NULL DEFAULT '', -- '' for every scope
+    note        TEXT,
+    created_ns  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    updated_ns  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    created     TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', created_ns / 1e9, 'unixepoch')) VIRTUAL,
+    updated     TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', updated_ns / 1e9, 'unixepoch')) VIRTUAL,
+    UNIQUE (scope, name, match)
+);
+
+-- What applies where no rule matches: 'allow' when a scope has no row (scope '' is the
+-- default of every scope without its own).
+CREATE TABLE scope_defaults (
+    scope       TEXT PRIMARY KEY,
+    mode        TEXT NOT NULL CHECK (mode IN ('allow', 'monitor', 'enforce')),
+    updated_ns  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Every change, for the timeline after an incident. Ids come from the event sequence
+-- (agent_state.event_seq), so changes fall in order among the events around them.
+CREATE TABLE rule_changes (
+    id          INTEGER PRIMARY KEY,
+    time_ns     INTEGER NOT NULL,
+    by          TEXT NOT NULL,           -- 'alice (uid 0 via sudo)', 'root (uid 0)'
+    action      TEXT NOT NULL CHECK (action IN ('add', 'set', 'rm', 'default')),
+    rule_id     INTEGER,                 -- NULL for a change of a scope default
+    scope       TEXT NOT NULL,           -- '' for every scope
+    pattern     TEXT,                    -- NULL for a change of a scope default
+    old_mode    TEXT,                    -- NULL when the rule or default is new
+    new_mode    TEXT,                    -- NULL when the rule was removed
+    note        TEXT,
+    time        TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', time_ns / 1e9, 'unixepoch')) VIRTUAL
+);
+CREATE INDEX rule_changes_by_time ON rule_changes (time_ns);
+
+-- Which rule decided a verdict (rule holds its pattern, or 'default' for a scope default).
+ALTER TABLE connections ADD COLUMN rule_id INTEGER;
+ALTER TABLE dns_queries ADD COLUMN rule_id INTEGER;
+INSERT INTO agent_state (key, value) VALUES ('rules_version', 0) ON CONFLICT (key) DO NOTHING;

@@ -344,6 +344,57 @@ def dns_burst(host, n):
     print(got)
 
 
+def attempt(kind, host, port):
+    """One attempt: tcp (connect), udp (connect, send) or sendto; prints 'KIND ok' or the errno."""
+    check_loopback(host)
+    t = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(family_of(host), t)
+    try:
+        if kind == "sendto":
+            s.sendto(b"x", (host, port))
+        else:
+            s.connect((host, port))
+            if kind == "udp":
+                s.send(b"x")
+        print(f"{kind} ok")
+    except ConnectionRefusedError:
+        print(f"{kind} ok")  # reached the host: nobody listens
+    except OSError as e:
+        print(f"{kind} {errno_name(e.errno)}")
+    finally:
+        s.close()
+
+
+def udp_log(host, port, outfile):
+    """Appends every datagram received to outfile, one per line."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.bind((host, port))
+    print("ready", flush=True)
+    while True:
+        data, _ = s.recvfrom(65535)
+        with open(outfile, "a") as f:
+            f.write(data.decode(errors="replace") + "\n")
+
+
+def udp_hold(host, port, waitfile):
+    """A connected UDP socket: 'before', then once waitfile exists 'after' five times."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.send(b"before")
+    wait_file(waitfile, 10)
+    sent = 0
+    for _ in range(5):
+        try:
+            s.send(b"after")
+            sent += 1
+        except OSError:
+            pass
+        time.sleep(0.05)
+    print(f"sent={sent}")
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "serve-tcp":
@@ -392,6 +443,12 @@ def main(argv):
         dns_peer(args[0])
     elif cmd == "dns-burst":
         dns_burst(args[0], int(args[1]))
+    elif cmd == "attempt":
+        attempt(args[0], args[1], int(args[2]))
+    elif cmd == "udp-log":
+        udp_log(args[0], int(args[1]), args[2])
+    elif cmd == "udp-hold":
+        udp_hold(args[0], int(args[1]), args[2])
     elif cmd == "quick":
         quick(args[0], int(args[1]))
     else:

@@ -135,7 +135,7 @@ test_prune_keeps_the_recent_and_the_totals() {
 		"new
 18204" "what is left"
 	# Of the old run's counters exactly the last sample of each is left, and totals read.
-	expect_eq "$(q "$DB" "select count(*), count(distinct name) from stats where source = 'run:1'")" "14|14" \
+	expect_eq "$(q "$DB" "select count(*), count(distinct name) from stats where source = 'run:1'")" "16|16" \
 		"one sample per counter kept"
 	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 5 "loss totals readable"
 }

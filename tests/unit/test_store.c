@@ -1101,7 +1101,7 @@ static int run_report(sqlite3 *db, const struct report_filter *flt, char lines[]
 	int r;
 
 	assert_non_null(out);
-	r = report_deps(db, flt, REPORT_CSV, out);
+	r = report_deps(db, flt, NULL, REPORT_CSV, out);
 	assert_int_equal(fclose(out), 0);
 	*nlines = 0;
 	/* Every line ends in a newline. */
@@ -1114,7 +1114,7 @@ static int run_report(sqlite3 *db, const struct report_filter *flt, char lines[]
 	return r;
 }
 
-#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain"
+#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,rule"
 
 /* The CSV report: header, one line per destination, quoting that survives a CSV reader. */
 static void test_report_csv(void **state)
@@ -1131,7 +1131,7 @@ static void test_report_csv(void **state)
 	assert_int_equal(n, 5);
 	assert_string_equal(lines[0], CSV_HEADER);
 	for (int i = 1; i < n; i++) {
-		assert_int_equal(csv_split(lines[i], fields, 12), 10);
+		assert_int_equal(csv_split(lines[i], fields, 12), 11);
 		if (strcmp(fields[0], "web") || strcmp(fields[1], "tcp") || strcmp(fields[2], "10.0.0.1"))
 			continue;
 		found++;
@@ -1153,7 +1153,7 @@ static void test_report_csv(void **state)
 		FILE *out = open_memstream(&buf, &size);
 
 		assert_non_null(out);
-		assert_int_equal(report_deps(store_db(f->s), &flt, REPORT_TABLE, out), 4);
+		assert_int_equal(report_deps(store_db(f->s), &flt, NULL, REPORT_TABLE, out), 4);
 		fclose(out);
 		assert_non_null(strstr(buf, "10.0.0.2"));
 		free(buf);
@@ -1175,7 +1175,7 @@ static void test_report_filters(void **state)
 	flt.scope = "db";
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
 	assert_int_equal(n, 2);
-	assert_int_equal(csv_split(lines[1], fields, 12), 10);
+	assert_int_equal(csv_split(lines[1], fields, 12), 11);
 	assert_string_equal(fields[0], "db");
 	assert_string_equal(fields[7], "psql");
 
@@ -1186,7 +1186,7 @@ static void test_report_filters(void **state)
 	flt.scope = NULL;
 	flt.run_id = d.run_a2;
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
-	assert_int_equal(csv_split(lines[1], fields, 12), 10);
+	assert_int_equal(csv_split(lines[1], fields, 12), 11);
 	assert_string_equal(fields[0], "web");
 	assert_string_equal(fields[1], "udp");
 
@@ -1441,7 +1441,7 @@ static void test_state(void **state)
 	assert_int_equal(store_get_state(f->s, "pid", &v), 1);
 	assert_int_equal(v, 4242);
 	assert_int_equal(sql_int(store_db(f->s),
-				 "SELECT count(*) FROM agent_state WHERE key <> 'event_seq'"), 2);
+				 "SELECT count(*) FROM agent_state WHERE key NOT IN ('event_seq', 'rules_version')"), 2);
 }
 
 /* ---- runs as metrics see them ------------------------------------------------------------ */

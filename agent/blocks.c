@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blocks.h"
+#include "policy.h"
+
+#define BUCKETS 4096 /* both tables: chains of a few entries at their caps */
+
+struct name_ref {
+	char *name;
+	int64_t expires_ns;
+};
+
+struct addr_node {
+	struct addr_node *next;
+	uint8_t addr[16];
+	unsigned n;
+	struct name_ref names[BLOCKS_NAMES_PER_ADDR];
+	int shared;
+};
+
+/* A kernel entry as it was last written. */
+struct entry_node {
+	struct entry_node *next;
+	struct nt_block_key key;
+	struct nt_block_val val;
+};
+
+struct blocks {
+	struct blocks_ops ops;
+	int shared_mode;
+	struct policy *p;
+	const char **scopes; /* copies of the pointers: the caller keeps the strings */
+	size_t n_scopes;
+	struct addr_node *addrs[BUCKETS];
+	struct entry_node *entries[BUCKETS];
+	struct blocks_counts c;
+};
+
+static unsigned addr_bucket(const uint8_t addr[16], uint32_t scope)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ scope;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 0x100000001b3ULL;
+	return (unsigned)(h >> 40) & (BUCKETS - 1);
+}
+
+struct blocks *blocks_new(const struct blocks_ops *ops, int shared)
+{
+	struct blocks *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->ops = *ops;
+	b->shared_mode = shared;
+	return b;
+}
+
+static struct entry_node **entry_find(struct blocks *b, const struct nt_block_key *k)
+{
+	struct entry_node **e = &b->entries[addr_bucket(k->addr, k->scope)];
+
+	while (*e && memcmp(&(*e)->key, k, sizeof(*k)))
+		e = &(*e)->next;
+	return e;
+}
+
+/* The kernel entry for k becomes v (NULL: none). */
+static void entry_set(struct blocks *b, const struct nt_block_key *k, const struct nt_block_val *v)
+{
+	struct entry_node **e = entry_find(b, k), *n;
+
+	if (!v) {
+		if (!*e)
+			return;
+		n = *e;
+		if (b->ops.del(b->ops.ctx, k) < 0)
+			b->c.errors++;
+		b->c.entries--;
+		b->c.blocked -= n->val.verdict == NT_VERDICT_BLOCKED;
+		*e = n->next;
+		free(n);
+		return;
+	}
+	if (*e && !memcmp(&(*e)->val, v, sizeof(*v)))
+		return;
+	if (!*e) {
+		if (b->c.entries >= BLOCKS_ENTRY_CAP || !(n = calloc(1, sizeof(*n)))) {
+			b->c.dropped++;
+			return;
+		}
+		n->key = *k;
+		*e = n;
+		b->c.entries++;
+	} else {
+		b->c.blocked -= (*e)->val.verdict == NT_VERDICT_BLOCKED;
+	}
+	(*e)->val = *v;
+	b->c.blocked += v->verdict == NT_VERDICT_BLOCKED;
+	if (b->ops.put(b->ops.ctx, k, v) < 0)
+		b->c.errors++;
+}
+
+struct verdict {
+	int blocked;
+	int shared;
+	uint32_t rule_id;
+	int64_t expires_ns;
+};
+
+/* What the names of an address say in one scope (NULL: the rules of every scope). */
+static struct verdict addr_decide(const struct blocks *b, const struct addr_node *a,
+				  const char *scope)
+{
+	struct verdict v = { 0 };
+	unsigned enforced = 0;
+
+	for (unsigned i = 0; i < a->n; i++) {
+		struct policy_decision d;
+
+		policy_decide(b->p, scope, a->names[i].name, &d);
+		if (d.mode != POLICY_ENFORCE)
+			continue;
+		enforced++;
+		if (!v.rule_id)
+			v.rule_id = d.rule_id > 0 && d.rule_id <= UINT32_MAX ? (uint32_t)d.rule_id : 0;
+		if (a->names[i].expires_ns > v.expires_ns)
+			v.expires_ns = a->names[i].expires_ns;
+	}
+	v.shared = enforced && enforced < a->n;
+	v.blocked = enforced && (!v.shared || b->shared_mode == BLOCKS_SHARED_BLOCK);
+	return v;
+}
+
+/* Decides an address in every scope again and writes what changed. */
+static void addr_update(struct blocks *b, struct addr_node *a)
+{
+	struct nt_block_key k = { 0 };
+	struct verdict all = addr_decide(b, a, NULL);
+	int shared = all.shared;
+
+	memcpy(k.addr, a->addr, 16);
+	entry_set(b, &k, all.blocked ? &(struct nt_block_val){
+		.expires_ns = (uint64_t)all.expires_ns, .rule_id = all.rule_id,
+		.verdict = NT_VERDICT_BLOCKED } : NULL);
+	for (size_t i = 0; i < b->n_scopes; i++) {
+		struct verdict v = { 0 };
+		struct nt_block_val val = { 0 };
+
+		k.scope = (uint32_t)(i + 1);
+		if (!b->scopes[i] || a->n == 0) {
+			entry_set(b, &k, NULL);
+			continue;
+		}
+		v = addr_decide(b, a, b->scopes[i]);
+		shared |= v.shared;
+		if (v.blocked == all.blocked) {
+			entry_set(b, &k, NULL); /* scope 0's entry says it */
+			continue;
+		}
+		val.verdict = v.blocked ? NT_VERDICT_BLOCKED : NT_VERDICT_ALLOWED;
+		val.rule_id = v.blocked ? v.rule_id : all.rule_id;
+		val.expires_ns = (uint64_t)(v.blocked ? v.expires_ns : all.expires_ns);
+		entry_set(b, &k, &val);
+	}
+	b->c.shared += (size_t)shared - (size_t)a->shared;
+	a->shared = shared;
+}
+
+static struct addr_node **addr_find(struct blocks *b, const uint8_t addr[16])
+{
+	struct addr_node **a = &b->addrs[addr_bucket(addr, 0)];
+
+	while (*a && memcmp((*a)->addr, addr, 16))
+		a = &(*a)->next;
+	return a;
+}
+
+static void addr_drop(struct blocks *b, struct addr_node **link)
+{
+	struct addr_node *a = *link;
+
+	for (unsigned i = 0; i < a->n; i++)
+		free(a->names[i].name);
+	a->n = 0;
+	addr_update(b, a); /* no names: every entry goes */
+	b->c.shared -= (size_t)a->shared;
+	*link = a->next;
+	free(a);
+	b->c.addrs--;
+}
+
+void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], int64_t expires_ns)
+{
+	struct addr_node **link = addr_find(b, addr), *a = *link;
+	unsigned i, victim = 0;
+
+	if (!a) {
+		if (b->c.addrs >= BLOCKS_ADDR_CAP || !(a = calloc(1, sizeof(*a)))) {
+			b->c.dropped++;
+			return;
+		}
+		memcpy(a->addr, addr, 16);
+		*link = a;
+		b->c.addrs++;
+	}
+	for (i = 0; i < a->n; i++) {
+		if (!strcmp(a->names[i].name, name))
+			break;
+		if (a->names[i].expires_ns < a->names[victim].expires_ns)
+			victim = i;
+	}
+	if (i < a->n) {
+		if (expires_ns <= a->names[i].expires_ns)
+			return; /* nothing new */
+		a->names[i].expires_ns = expires_ns;
+	} else {
+		char *copy = strdup(name);
+
+		if (!copy) {
+			b->c.dropped++;
+			return;
+		}
+		if (a->n == BLOCKS_NAMES_PER_ADDR)
+			free(a->names[victim].name);
+		else
+			victim = a->n++;
+		a->names[victim] = (struct name_ref){ copy, expires_ns };
+	}
+	addr_update(b, a);
+}
+
+void blocks_expire(struct blocks *b, int64_t now_ns)
+{
+	for (unsigned h = 0; h < BUCKETS; h++) {
+		struct addr_node **link = &b->addrs[h];
+
+		while (*link) {
+			struct addr_node *a = *link;
+			unsigned kept = 0, before = a->n;
+
+			for (unsigned i = 0; i < a->n; i++) {
+				if (a->names[i].expires_ns > now_ns)
+					a->names[kept++] = a->names[i];
+				else
+					free(a->names[i].name);
+			}
+			a->n = kept;
+			if (kept == 0) {
+				addr_drop(b, link);
+				continue;
+			}
+			if (kept != before)
+				addr_update(b, a);
+			link = &a->next;
+		}
+	}
+}
+
+int blocks_apply(struct blocks *b, struct policy *p, const char *const *scopes, size_t n)
+{
+	const char **copy = n ? calloc(n, sizeof(*copy)) : NULL;
+
+	if (n && !copy)
+		return -ENOMEM;
+	if (n)
+		memcpy(copy, scopes, n * sizeof(*copy));
+	/* Entries of scope indexes past the new list go first: nothing would visit them. */
+	for (unsigned h = 0; h < BUCKETS; h++) {
+		for (struct entry_node *e = b->entries[h], *next; e; e = next) {
+			next = e->next;
+			if (e->key.scope > n)
+				entry_set(b, &e->key, NULL);
+		}
+	}
+	policy_unref(b->p);
+	b->p = policy_ref(p);
+	free(b->scopes);
+	b->scopes = copy;
+	b->n_scopes = n;
+	for (unsigned h = 0; h < BUCKETS; h++)
+		for (struct addr_node *a = b->addrs[h]; a; a = a->next)
+			addr_update(b, a);
+	return 0;
+}
+
+void blocks_counts(const struct blocks *b, struct blocks_counts *ret)
+{
+	*ret = b->c;
+}
+
+void blocks_free(struct blocks *b)
+{
+	if (!b)
+		return;
+	for (unsigned h = 0; h < BUCKETS; h++)
+		while (b->addrs[h])
+			addr_drop(b, &b->addrs[h]);
+	for (unsigned h = 0; h < BUCKETS; h++) {
+		while (b->entries[h]) {
+			struct nt_block_key k = b->entries[h]->key;
+
+			entry_set(b, &k, NULL);
+		}
+	}
+	policy_unref(b->p);
+	free(b->scopes);
+	free(b);
+}

@@ -1,0 +1,368 @@
+# Policy: rules per domain, monitor (would_block, nothing blocked), enforce (NXDOMAIN and
+# EPERM) and allow, per scope, switched live. DNS from dnsmasq on loopback (t_dns.sh).
+
+pol() { "$NETTRAIL" policy --db "$DB" "$@" >>"$T/policy.out" 2>&1 || fail "policy $*: $(tail -1 "$T/policy.out")"; }
+
+# "qname verdict rule rcode" per query of a scope, in order.
+dns_verdicts() {
+	q "$DB" "select qname, verdict, coalesce(rule, '-'), coalesce(rcode, '-') from dns_queries
+		where scope = '$1' order by id" | tr '|' ' '
+}
+
+test_policy_monitor_records_would_block_and_blocks_nothing() {
+	start_dnsmasq
+	serve_tcp 18501
+	pol add example.test --note "checking what needs it"
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
+		$PY $NETUTIL connect 127.0.0.10 18501" >"$T/out"
+	expect_eq "$RC" 0 "the script ran green"
+	expect_eq "$(head -1 "$T/out")" "127.0.0.10" "the answer came through"
+	expect_eq "$(dns_verdicts deploy)" "ci.example.test would_block example.test NOERROR" "query"
+	expect_eq "$(q "$DB" "select d.rule_id = r.id from dns_queries d, rules r where r.pattern = 'example.test'")" \
+		1 "the query names its rule by id"
+	expect_eq "$(q "$DB" "select verdict, rule, domain from connections where port = 18501" | tr '|' ' ')" \
+		"would_block example.test ci.example.test" "the connection to its address"
+	# A name no rule matches stays allowed, without a rule.
+	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER other.test >/dev/null
+	expect_eq "$(q "$DB" "select verdict, rule is null from dns_queries where qname = 'other.test'" | tr '|' ' ')" \
+		"allowed 1" "unmatched name"
+}
+
+test_policy_enforce_refuses_lookups_over_udp_tcp_and_ipv6() {
+	start_dnsmasq
+	pol add example.test --scope deploy --mode enforce
+	nrun --scope deploy -- sh -c "dig +time=2 +tries=1 @$RESOLVER api.example.test;
+		dig +tcp +time=2 +tries=1 @$RESOLVER ci.example.test;
+		dig -6 +time=2 +tries=1 @::1 ci.example.test AAAA;
+		$PY $NETUTIL resolve www.example.test 4 || echo resolve-failed" >"$T/dig.out"
+	expect_eq "$(grep -c 'status: NXDOMAIN' "$T/dig.out")" 3 "NXDOMAIN to dig, UDP, TCP and IPv6"
+	grep -q "unexpected source" "$T/dig.out" && fail "dig saw the proxy"
+	expect_eq "$(q "$DB" "select qname, qtype, transport, verdict, rule, rcode, error from dns_queries
+		where scope = 'deploy' and qtype in ('A', 'AAAA') and process_id in
+		(select id from processes where comm like 'isc%' or exe like '%dig')
+		order by id" | tr '|' ' ')" \
+		"api.example.test A udp blocked example.test NXDOMAIN blocked by rule
+ci.example.test A tcp blocked example.test NXDOMAIN blocked by rule
+ci.example.test AAAA udp blocked example.test NXDOMAIN blocked by rule" "recorded as blocked"
+	# The upstream never saw them: an enforced name is not forwarded.
+	grep -q "query\[A\] api.example.test" "$T/dnsmasq.log" && fail "dnsmasq was asked for a blocked name"
+	# getaddrinfo (python, glibc through the resolv.conf of the test) fails fast.
+	in_private_resolv "$NETTRAIL" run --db "$DB" --scope deploy -- \
+		"$PY" "$NETUTIL" resolve www.example.test 4 >"$T/gai.out" 2>"$T/gai.err"
+	expect_match "$(cat "$T/gai.out" "$T/gai.err")" "Name or service not known|NXDOMAIN|not known" "getaddrinfo fails"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where qname = 'www.example.test'
+		and verdict = 'blocked'")" "$(q "$DB" "select count(*) from dns_queries where qname = 'www.example.test'")" \
+		"every lookup of it blocked"
+}
+
+test_policy_scope_isolation_and_exact_rules() {
+	start_dnsmasq
+	pol add =ci.example.test --scope deploy --mode enforce
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER api.example.test" >"$T/deploy.out"
+	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/other.out"
+	# Outside any watched cgroup: nothing is redirected, nothing is recorded.
+	dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/outside.out"
+	expect_eq "$(cat "$T/deploy.out")" "127.0.0.1" "deploy: ci blocked, api (not below an exact rule) answered"
+	expect_eq "$(cat "$T/other.out")" "127.0.0.10" "another scope resolves it"
+	expect_eq "$(cat "$T/outside.out")" "127.0.0.10" "a process outside resolves it"
+	expect_eq "$(dns_verdicts deploy)" "ci.example.test blocked =ci.example.test NXDOMAIN
+api.example.test allowed - NOERROR" "deploy's queries"
+	expect_eq "$(dns_verdicts other)" "ci.example.test allowed - NOERROR" "other's query"
+}
+
+test_policy_scope_default_and_allow_rules() {
+	start_dnsmasq
+	pol default --scope locked enforce
+	pol add api.example.test --scope locked --mode allow
+	nrun --scope locked -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER api.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER ci.example.test" >"$T/out"
+	expect_eq "$(cat "$T/out")" "127.0.0.1" "only the allowed name resolves"
+	expect_eq "$(dns_verdicts locked)" "api.example.test allowed api.example.test NOERROR
+ci.example.test blocked default NXDOMAIN" "verdicts under a lock-down"
+	# A dry run of the lock-down: monitor as the default records, blocks nothing.
+	pol default --scope locked monitor
+	nrun --scope locked -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/out2"
+	expect_eq "$(cat "$T/out2")" "127.0.0.10" "monitor default blocks nothing"
+	expect_eq "$(dns_verdicts locked | tail -1)" "ci.example.test would_block default NOERROR" "dry run"
+}
+
+# Queries of scope $1 made more than 1 s after rule change $2 whose verdict is not $3.
+late_wrong() {
+	q "$DB" "select count(*) from dns_queries d, rule_changes c where c.id = $2 and d.scope = '$1'
+		and d.time_ns > c.time_ns + 1000000000 and d.verdict <> '$3'
+		and d.time_ns < coalesce((select min(time_ns) from rule_changes where id > $2), 1e19)"
+}
+
+test_policy_live_switch_under_a_running_agent() {
+	local n
+	start_dnsmasq
+	start_agent
+	pol add ci.example.test --scope loop
+	bg "$NETTRAIL" run --scope loop -- sh -c "while [ ! -e $T/stop ]; do
+		dig +time=2 +tries=1 @$RESOLVER ci.example.test | grep -o 'status: [A-Z]*'; sleep 0.02; done" \
+		>"$T/loop.out" 2>"$T/loop.err"
+	local run=$BG_PID
+	wait_for "$T/loop.out" "NOERROR" || fail "the loop did not start"
+	sleep 1.5
+	pol set ci.example.test --scope loop --mode enforce
+	wait_for "$T/loop.out" "NXDOMAIN" 60 || fail "enforce did not take effect"
+	sleep 1.5
+	pol set ci.example.test --scope loop --mode monitor
+	sleep 1.5
+	touch "$T/stop"
+	wait "$run"
+	expect_eq "$?" 0 "the looping script ended green"
+	# No restart: the agent that started is the one that stops.
+	kill -0 "$AGENT" || fail "the agent is gone"
+	stop_agent
+	expect_eq "$AGENT_RC" 0 "clean stop"
+	expect_match "$(cat "$T/agent.log")" "rules version 3: 1 rule in force" "the agent saw the changes"
+	n=$(wc -l <"$T/loop.out")
+	expect_ge "$n" 20 "lookups made"
+	# No event lost: every lookup is recorded, and every one has the verdict of its time.
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where scope = 'loop'")" "$n" "every lookup recorded"
+	expect_eq "$(q "$DB" "select coalesce(sum(events), 0) from events_lost")" 0 "nothing lost"
+	local add set1 set2
+	add=$(q "$DB" "select id from rule_changes where action = 'add'")
+	set1=$(q "$DB" "select min(id) from rule_changes where action = 'set'")
+	set2=$(q "$DB" "select max(id) from rule_changes where action = 'set'")
+	expect_eq "$(late_wrong loop "$add" would_block)" 0 "would_block from 1 s after the rule was added"
+	expect_eq "$(late_wrong loop "$set1" blocked)" 0 "blocked from 1 s after the switch to enforce"
+	expect_eq "$(late_wrong loop "$set2" would_block)" 0 "would_block again from 1 s after the switch back"
+	expect_ge "$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and verdict = 'blocked'")" 5 "blocked lookups"
+	# The client saw exactly what was recorded.
+	expect_eq "$(grep -c NXDOMAIN "$T/loop.out")" \
+		"$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and rcode = 'NXDOMAIN'")" "NXDOMAIN seen = recorded"
+	# The history for the timeline.
+	expect_eq "$(q "$DB" "select action, scope, pattern, coalesce(old_mode, '-'), new_mode from rule_changes order by id" | tr '|' ' ')" \
+		"add loop ci.example.test - monitor
+set loop ci.example.test monitor enforce
+set loop ci.example.test enforce monitor" "rule_changes"
+	expect_eq "$(q "$DB" "select count(*) from rule_changes where id <= $add")" 1 "ids from the event sequence"
+}
+
+test_policy_changes_under_load_get_their_turn() {
+	# The agent's writer must not hold the database while it waits for events: a change of
+	# the rules (or a starting run) gets its turn under a steady stream of lookups.
+	local i failed=0
+	start_dnsmasq
+	start_agent
+	pol add ci.example.test --scope busy
+	bg "$NETTRAIL" run --scope busy -- sh -c "while [ ! -e $T/stop ]; do
+		dig +short +time=2 +tries=1 @$RESOLVER api.example.test >/dev/null; done" 2>/dev/null
+	local run=$BG_PID
+	wait_for_file "$T/agent.log"
+	sleep 0.5
+	for i in $(seq 30); do
+		"$NETTRAIL" policy set ci.example.test --scope busy --mode enforce --db "$DB" >/dev/null 2>>"$T/err" ||
+			failed=$((failed + 1))
+	done
+	touch "$T/stop"
+	wait "$run"
+	stop_agent
+	expect_eq "$failed" 0 "changes refused under load ($(sort -u "$T/err" 2>/dev/null))"
+	expect_ge "$(q "$DB" "select count(*) from dns_queries d where scope = 'busy' and time_ns between (select min(time_ns) from rule_changes where action = 'set') and (select max(time_ns) from rule_changes)")" 5 "lookups while the rules changed"
+}
+
+# One attempt of each kind to host:port from a run of scope $1: "tcp ok", "udp EPERM", ...
+attempts() {
+	local scope=$1 host=$2 port=$3
+	nrun --scope "$scope" -- sh -c "for k in tcp udp sendto; do $PY $NETUTIL attempt \$k $host $port; done"
+}
+
+test_policy_enforce_refuses_connects_to_resolved_addresses() {
+	# The script resolved the name while it was monitored; then it is enforced: a connect to
+	# the address it has (cached, or written into the script) is refused, IPv4 and IPv6.
+	start_dnsmasq
+	serve_tcp 18503
+	pol add ci.example.test
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test A;
+		dig +short +time=2 +tries=1 @$RESOLVER ci.example.test AAAA" >"$T/resolved"
+	expect_eq "$(tr '\n' ' ' <"$T/resolved")" "127.0.0.10 ::1 " "resolved while monitored"
+	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "monitor: reachable"
+	pol set ci.example.test --mode enforce
+	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "IPv4 refused"
+	expect_eq "$(attempts deploy ::1 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "IPv6 refused"
+	expect_eq "$(attempts deploy ::ffff:127.0.0.10 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "v4-mapped refused"
+	# Another address (api.example.test's) is not touched.
+	expect_eq "$(attempts deploy 127.0.0.1 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "other address"
+	expect_eq "$(q "$DB" "select proto, addr, kind, verdict, rule, domain from connections
+		where port = 18503 and verdict = 'blocked' order by id" | tr '|' ' ')" \
+		"tcp 127.0.0.10 connect blocked ci.example.test ci.example.test
+udp 127.0.0.10 connect blocked ci.example.test ci.example.test
+udp 127.0.0.10 sendto blocked ci.example.test ci.example.test
+tcp ::1 connect blocked ci.example.test ci.example.test
+udp ::1 connect blocked ci.example.test ci.example.test
+udp ::1 sendto blocked ci.example.test ci.example.test
+tcp 127.0.0.10 connect blocked ci.example.test ci.example.test
+udp 127.0.0.10 connect blocked ci.example.test ci.example.test
+udp 127.0.0.10 sendto blocked ci.example.test ci.example.test" "recorded blocked, with the rule"
+	expect_eq "$(q "$DB" "select count(distinct c.rule_id) from connections c join rules r on r.id = c.rule_id
+		where c.verdict = 'blocked'")" 1 "rule id"
+	# Monitor again: the addresses are reachable at once.
+	pol set ci.example.test --mode monitor
+	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "back to monitor"
+	pol set ci.example.test --mode enforce
+	pol rm ci.example.test
+	expect_eq "$(attempts deploy ::1 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "rule removed"
+}
+
+test_policy_enforce_addresses_per_scope_under_an_agent() {
+	start_dnsmasq
+	serve_tcp 18504
+	start_agent
+	pol add ci.example.test --scope deploy
+	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
+	# A socket connected while the name is monitored, still sending after it is enforced.
+	bg "$PY" "$NETUTIL" udp-log 127.0.0.10 18505 "$T/udp.log" >"$T/udp.ready"
+	wait_for "$T/udp.ready" ready || fail "udp server"
+	bg "$NETTRAIL" run --scope deploy -- "$PY" "$NETUTIL" udp-hold 127.0.0.10 18505 "$T/go" >"$T/hold.out" 2>/dev/null
+	local hold=$BG_PID
+	wait_for "$T/udp.log" before || fail "the held socket's first datagram"
+	pol set ci.example.test --scope deploy --mode enforce
+	sleep 1 # the agent applies a change within a second
+	expect_eq "$(attempts deploy 127.0.0.10 18504 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "deploy refused"
+	expect_eq "$(attempts other 127.0.0.10 18504 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "another scope is not"
+	expect_eq "$("$PY" "$NETUTIL" attempt tcp 127.0.0.10 18504)" "tcp ok" "nor a process outside"
+	echo go >"$T/go"
+	wait "$hold"
+	# The kernel tells the sender: its send() fails with EPERM (the packet is dropped).
+	expect_eq "$(cat "$T/hold.out")" "sent=0" "the held socket's sends refused"
+	sleep 0.3
+	expect_eq "$(grep -c after "$T/udp.log")" 0 "its packets were dropped"
+	stop_agent
+	expect_ge "$(q "$DB" "select max(value) from stats where name = 'packets_blocked'")" 5 "and counted"
+	# The scope's directory the agent held is gone with it, as are the runs.
+	[ -e "$CG2/nettrail" ] && fail "cgroups left behind: $(find "$CG2/nettrail" -maxdepth 2 -type d)"
+	true
+}
+
+test_policy_curl_and_python_fail_fast_on_an_enforced_name() {
+	local t0 t1
+	start_dnsmasq
+	serve_tcp 18507
+	pol add example.test --scope deploy
+	in_private_resolv "$NETTRAIL" run --no-report --db "$DB" --scope deploy -- \
+		curl -sS --max-time 5 -o /dev/null http://ci.example.test:18507/ 2>"$T/curl1.err"
+	local rc=$?
+	[ "$rc" = 6 ] && fail "monitor: curl could not resolve ($(cat "$T/curl1.err"))"
+	pol set example.test --scope deploy --mode enforce
+	t0=$(date +%s%N)
+	in_private_resolv "$NETTRAIL" run --no-report --db "$DB" --scope deploy -- \
+		curl -sS --max-time 5 -o /dev/null http://ci.example.test:18507/ 2>"$T/curl2.err"
+	expect_eq "$?" 6 "enforce: curl exits 6, could not resolve host"
+	t1=$(date +%s%N)
+	expect_match "$(cat "$T/curl2.err")" "Could not resolve host" "curl's message"
+	# Fast: an answer at once, not a timeout (the resolver's is 2 s).
+	[ $(((t1 - t0) / 1000000)) -lt 1900 ] || fail "curl took $(((t1 - t0) / 1000000)) ms to fail"
+	expect_eq "$(q "$DB" "select distinct verdict, rule from dns_queries where qname = 'ci.example.test'
+		and time_ns > $t0" | tr '|' ' ')" "blocked example.test" "curl's lookups recorded blocked"
+}
+
+test_policy_block_answer_refused_and_bad_options() {
+	start_dnsmasq
+	pol add example.test --mode enforce
+	nrun --block-answer refused --scope deploy -- dig +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/dig.out"
+	expect_match "$(cat "$T/dig.out")" "status: REFUSED" "--block-answer refused"
+	expect_eq "$(q "$DB" "select rcode, verdict from dns_queries where qname = 'ci.example.test'" | tr '|' ' ')" \
+		"REFUSED blocked" "recorded"
+	"$NETTRAIL" run --block-answer servfail --db "$DB" -- true 2>"$T/err"
+	expect_eq "$?" 2 "bad --block-answer"
+	"$NETTRAIL" agent --shared-address maybe --db "$DB" 2>"$T/err"
+	expect_eq "$?" 2 "bad --shared-address"
+	expect_match "$(cat "$T/err")" "--shared-address must be allow or block" "its message"
+	# A bad pattern or mode: a clear error, exit 2, nothing written.
+	local before
+	before=$(q "$DB" "select count(*) from rule_changes")
+	for bad in "bad-.example" "a..b" "exa mple.test" "$(printf 'x%.0s' $(seq 64)).test" "=" ""; do
+		"$NETTRAIL" policy add "$bad" --db "$DB" 2>"$T/err"
+		expect_eq "$?" 2 "pattern '$bad' refused"
+		expect_match "$(cat "$T/err")" "bad pattern" "a reason for '$bad'"
+	done
+	"$NETTRAIL" policy add --db "$DB" -- -bad.example 2>"$T/err"
+	expect_eq "$?" 2 "a label starting with '-'"
+	"$NETTRAIL" policy add ok.test --mode block --db "$DB" 2>"$T/err"
+	expect_eq "$?" 2 "bad mode"
+	"$NETTRAIL" policy set missing.test --mode enforce --db "$DB" 2>"$T/err"
+	expect_eq "$?" 1 "set of a rule that does not exist"
+	"$NETTRAIL" policy add EXAMPLE.test. --mode enforce --db "$DB" 2>"$T/err"
+	expect_eq "$?" 1 "the same rule, normalised, exists already"
+	expect_eq "$(q "$DB" "select count(*) from rule_changes")" "$before" "nothing written"
+	"$NETTRAIL" policy add XN--BCHER-KVA.Example. --scope deploy --db "$DB" >/dev/null || fail "IDN in xn-- form"
+	expect_eq "$(q "$DB" "select pattern, scope from rules where name like 'xn--%'" | tr '|' ' ')" \
+		"xn--bcher-kva.example deploy" "lowercased, trailing dot dropped"
+}
+
+test_policy_report_shows_what_would_break() {
+	start_dnsmasq
+	serve_tcp 18508
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
+		$PY $NETUTIL connect 127.0.0.10 18508" >/dev/null
+	expect_eq "$RC" 0 "discovery"
+	"$NETTRAIL" deps --scope deploy --since 7d --db "$DB" >"$T/deps0.out" || fail "deps"
+	grep -q "would break" "$T/deps0.out" && fail "no rule, nothing would break: $(cat "$T/deps0.out")"
+	pol add example.test --scope deploy --mode monitor
+	"$NETTRAIL" deps --scope deploy --since 7d --db "$DB" >"$T/deps.out" || fail "deps"
+	expect_match "$(cat "$T/deps.out")" "monitor +example.test +deploy +would break: 2 processes, last at [0-9-]+ [0-9:]+ UTC, .[^ ]*python3 [^ ]*netutil.py" \
+		"the blast radius before enforcing"
+	expect_match "$(grep 127.0.0.10 "$T/deps.out")" "ci.example.test .* monitor example.test " "the destination's rule"
+	"$NETTRAIL" deps --scope deploy --format json --db "$DB" >"$T/deps.json" || fail "deps json"
+	expect_eq "$("$PY" -c 'import json,sys
+for d in json.load(open(sys.argv[1])):
+    if d["addr"] == "127.0.0.10": print(d["domains"], d["port"], d["rule"])' "$T/deps.json")" \
+		"ci.example.test 18508 monitor example.test" "json"
+	pol set example.test --scope deploy --mode enforce
+	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
+	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary"
+	# Another scope is not in the report of deploy's rules.
+	"$NETTRAIL" deps --scope other --db "$DB" >"$T/other.out" 2>&1
+	grep -q "breaks" "$T/other.out" && fail "another scope's report names deploy's rule"
+	true
+}
+
+test_policy_suggest_apply_then_lock_down_keeps_the_script_green() {
+	start_dnsmasq --local=/example.test/
+	serve_tcp 18506
+	cat >"$T/deploy.sh" <<-EOF
+	#!/bin/sh
+	set -e
+	dig +short +time=2 +tries=1 @$RESOLVER ci.example.test
+	dig +short +time=2 +tries=1 @$RESOLVER api.example.test
+	dig +short +time=2 +tries=1 @$RESOLVER nothere.example.test
+	$PY $NETUTIL connect 127.0.0.10 18506
+	$PY $NETUTIL connect 127.0.0.3 18506
+	EOF
+	chmod +x "$T/deploy.sh"
+	nrun --scope deploy -- "$T/deploy.sh" >"$T/run1.out"
+	expect_eq "$RC" 0 "the discovery run"
+	"$NETTRAIL" policy suggest --scope deploy --db "$DB" >"$T/suggest.out" 2>&1 || fail "suggest"
+	expect_eq "$(grep -v '^#' "$T/suggest.out" | sed 's/ *#.*//')" \
+		"nettrail policy add =api.example.test --scope deploy --mode allow
+nettrail policy add =ci.example.test --scope deploy --mode allow" "one exact allow rule per name that exists"
+	expect_match "$(cat "$T/suggest.out")" "#   tcp 127.0.0.3 port 18506, 1 attempt" "an address with no name, listed apart"
+	expect_eq "$(q "$DB" "select count(*) from rules")" 0 "suggest alone writes nothing"
+	"$NETTRAIL" policy suggest --scope deploy --apply --db "$DB" >"$T/apply.out" 2>&1 || fail "suggest --apply"
+	expect_match "$(cat "$T/apply.out")" "added 2 allow rules for deploy" "applied"
+	pol default --scope deploy enforce
+	expect_eq "$(q "$DB" "select pattern, mode, scope from rules order by name" | tr '|' ' ')" \
+		"=api.example.test allow deploy
+=ci.example.test allow deploy" "the rules"
+	"$NETTRAIL" policy suggest --scope deploy --db "$DB" >"$T/suggest2.out"
+	expect_match "$(cat "$T/suggest2.out")" "nothing to allow" "nothing left to suggest"
+	# Locked down: the observed script runs green, the same as before.
+	nrun --scope deploy -- "$T/deploy.sh" >"$T/run2.out"
+	expect_eq "$RC" 0 "the locked-down run"
+	expect_eq "$(cat "$T/run2.out")" "$(cat "$T/run1.out")" "the same output"
+	# A new destination is refused.
+	nrun --scope deploy -- dig +time=2 +tries=1 @$RESOLVER many.example.test >"$T/new.out"
+	expect_match "$(cat "$T/new.out")" "status: NXDOMAIN" "a new name"
+	expect_eq "$(q "$DB" "select verdict, rule from dns_queries where qname = 'many.example.test'" | tr '|' ' ')" \
+		"blocked default" "recorded blocked by the scope default"
+	expect_eq "$(q "$DB" "select distinct verdict, rule from dns_queries where qname = 'ci.example.test'
+		and run_id = (select max(run_id) - 1 from dns_queries)" | tr '|' ' ')" \
+		"allowed =ci.example.test" "allowed by its rule"
+	# Another scope is not locked down.
+	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER many.example.test >"$T/other.out"
+	expect_eq "$(cat "$T/other.out")" "127.0.0.12" "another scope resolves it"
+}

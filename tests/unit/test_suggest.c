@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: MIT
+/* policy suggest: which allow rules a lock-down needs, from a real store's rows. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "policy.h"
+#include "rules.h"
+#include "store.h"
+#include "suggest.h"
+
+struct fixture {
+	char dir[256];
+	char path[300];
+	struct store *s;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	const char *tmp = getenv("TMPDIR");
+
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "%s/nettrail-test-suggest.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/nettrail.db", f->dir);
+	if (store_open(f->path, 0, &f->s) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[600];
+
+	store_close(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void sql(struct fixture *f, const char *q)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(store_db(f->s), q, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", q, err);
+}
+
+/*
+ * Two processes of scope deploy (and one of scope other): lookups of ci (found), of
+ * typo (NXDOMAIN upstream: does not exist), of blocked (NXDOMAIN by a rule: exists, as
+ * far as anyone knows), a connect to ci's address and one to an address with no name.
+ */
+static void fill(struct fixture *f)
+{
+	sql(f, "INSERT INTO processes (id, pid, start_ns, exec_id, comm, cmdline, cmdline_source,"
+	       " first_seen_ns, boot_id) VALUES"
+	       " (1, 10, 1, 1, 'dig', 'dig ci.example.test', 'proc', 1, 'b'),"
+	       " (2, 11, 1, 1, 'curl', 'curl -fsSL https://ci.example.test/x', 'proc', 1, 'b'),"
+	       " (3, 12, 1, 1, 'dig', 'dig other.test', 'proc', 1, 'b')");
+	sql(f, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype, rcode,"
+	       " transport, verdict, rule, answers) VALUES"
+	       " (1, 1000000000000, 1, 'deploy', 'ci.example.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 1),"
+	       " (2, 2000000000000, 2, 'deploy', 'ci.example.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 1),"
+	       " (3, 2000000000000, 2, 'deploy', 'typo.example.test', 'A', 'NXDOMAIN', 'udp', 'allowed', NULL, 0),"
+	       " (4, 2000000000000, 2, 'deploy', 'blocked.test', 'A', 'NXDOMAIN', 'udp', 'blocked', 'default', 0),"
+	       " (5, 2000000000000, NULL, 'deploy', 'unknown-sender.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 1),"
+	       " (6, 2000000000000, 3, 'other', 'other.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 1)");
+	sql(f, "INSERT INTO connections (id, time_ns, process_id, tid, scope, cgroup_id, kind, family,"
+	       " proto, addr, addr_key, port, verdict, domain) VALUES"
+	       " (7, 3000000000000, 2, 11, 'deploy', 1, 'connect', 'ipv4', 'tcp', '127.0.0.10',"
+	       "  '00000000000000000000ffff7f00000a', 443, 'allowed', 'ci.example.test'),"
+	       " (8, 3000000000000, 2, 11, 'deploy', 1, 'connect', 'ipv4', 'tcp', '127.0.0.3',"
+	       "  '00000000000000000000ffff7f000003', 5432, 'allowed', NULL),"
+	       " (9, 3000000000000, 2, 11, 'deploy', 1, 'connect', 'ipv4', 'udp', '127.0.0.2',"
+	       "  '00000000000000000000ffff7f000002', 53, 'allowed', NULL)");
+}
+
+static struct policy *load(struct fixture *f)
+{
+	struct policy *p = NULL;
+
+	assert_int_equal(rules_load(f->s, &p), 0);
+	return p;
+}
+
+static void add(struct fixture *f, const char *pattern, const char *scope, int mode)
+{
+	struct rule_change c = { .pattern = pattern, .scope = scope, .mode = (uint8_t)mode,
+				 .by = "test" };
+
+	assert_int_equal(rules_add(f->s, &c, NULL), 0);
+}
+
+static char *print(const struct suggest_result *r, const char *scope)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	suggest_print(r, scope, out);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
+/* The names that exist, once each, with what needed them; not a name that does not exist. */
+static void test_suggest_names(void **state)
+{
+	struct fixture *f = *state;
+	struct suggest_result r;
+	struct policy *p;
+
+	fill(f);
+	p = load(f);
+	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 0, p, &r), 0);
+	assert_int_equal(r.n_names, 2);
+	assert_string_equal(r.names[0].name, "blocked.test");
+	assert_string_equal(r.names[1].name, "ci.example.test");
+	assert_int_equal(r.names[1].attempts, 3); /* two lookups and a connect */
+	assert_int_equal(r.names[1].processes, 2);
+	assert_int_equal(r.names[1].last_ns, 3000000000000LL);
+	assert_string_equal(r.names[1].cmdline, "curl -fsSL https://ci.example.test/x");
+	/* By address, with no name: listed apart; DNS itself is not. */
+	assert_int_equal(r.n_unnamed, 1);
+	assert_string_equal(r.unnamed[0].addr, "127.0.0.3");
+	assert_int_equal(r.unnamed[0].port, 5432);
+	suggest_free(&r);
+	policy_unref(p);
+}
+
+/* The output is commands to paste, each with its reason; then the addresses as comments. */
+static void test_suggest_output(void **state)
+{
+	struct fixture *f = *state;
+	struct suggest_result r;
+	struct policy *p;
+	char *out;
+
+	fill(f);
+	p = load(f);
+	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 0, p, &r), 0);
+	out = print(&r, "deploy");
+	assert_string_equal(
+		out,
+		"nettrail policy add =blocked.test --scope deploy --mode allow  # 1 attempt, 1 process, "
+		"last 1970-01-01 00:33:20Z: curl -fsSL https://ci.example.test/x\n"
+		"nettrail policy add =ci.example.test --scope deploy --mode allow  # 3 attempts, "
+		"2 processes, last 1970-01-01 00:50:00Z: curl -fsSL https://ci.example.test/x\n"
+		"# reached by address, with no name a rule could allow (recorded, not refused under "
+		"a lock-down):\n"
+		"#   tcp 127.0.0.3 port 5432, 1 attempt\n");
+	free(out);
+	suggest_free(&r);
+	policy_unref(p);
+}
+
+/* A rule decides a name already: an allow rule needs no twin, an enforce rule is not undone. */
+static void test_suggest_skips_ruled_names(void **state)
+{
+	struct fixture *f = *state;
+	struct suggest_result r;
+	struct policy *p;
+	char *out;
+
+	fill(f);
+	add(f, "example.test", "", POLICY_ALLOW);         /* every scope's allow covers ci */
+	add(f, "=blocked.test", "deploy", POLICY_ENFORCE); /* the operator's decision */
+	p = load(f);
+	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 0, p, &r), 0);
+	assert_int_equal(r.n_names, 0);
+	out = print(&r, "deploy");
+	assert_non_null(strstr(out, "# nothing to allow"));
+	free(out);
+	suggest_free(&r);
+	policy_unref(p);
+}
+
+/* --since, and another scope's names stay out of a scope's suggestion. */
+static void test_suggest_since_and_scope(void **state)
+{
+	struct fixture *f = *state;
+	struct suggest_result r;
+	struct policy *p;
+
+	fill(f);
+	p = load(f);
+	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 2500000000000LL, p, &r), 0);
+	assert_int_equal(r.n_names, 1);
+	assert_string_equal(r.names[0].name, "ci.example.test");
+	assert_int_equal(r.names[0].attempts, 1); /* the connect only */
+	suggest_free(&r);
+	assert_int_equal(suggest_collect(store_db(f->s), "other", 0, p, &r), 0);
+	assert_int_equal(r.n_names, 1);
+	assert_string_equal(r.names[0].name, "other.test");
+	assert_int_equal(r.n_unnamed, 0);
+	suggest_free(&r);
+	/* Every scope: every name that exists. */
+	assert_int_equal(suggest_collect(store_db(f->s), NULL, 0, p, &r), 0);
+	assert_int_equal(r.n_names, 3);
+	suggest_free(&r);
+	policy_unref(p);
+}
+
+/* --apply's write: all the rules in one change, or none. */
+static void test_add_many_all_or_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct rule_change c[3] = {
+		{ .pattern = "=a.test", .scope = "deploy", .mode = POLICY_ALLOW, .by = "t" },
+		{ .pattern = "=b.test", .scope = "deploy", .mode = POLICY_ALLOW, .by = "t" },
+		{ .pattern = "=a.test", .scope = "deploy", .mode = POLICY_ALLOW, .by = "t" },
+	};
+	sqlite3_stmt *st;
+
+	assert_int_equal(rules_add_many(f->s, c, 3), -EEXIST);
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->s), "SELECT count(*) FROM rules", -1, &st,
+					    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	sqlite3_reset(st);
+	assert_int_equal(rules_add_many(f->s, c, 2), 0);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	sqlite3_finalize(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_suggest_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suggest_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suggest_skips_ruled_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suggest_since_and_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_many_all_or_nothing, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
