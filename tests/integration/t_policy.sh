@@ -3,6 +3,9 @@
 
 pol() { "$NETTRAIL" policy --db "$DB" "$@" >>"$T/policy.out" 2>&1 || fail "policy $*: $(tail -1 "$T/policy.out")"; }
 
+# The value of an unlabelled series in the scrape in $T/metrics.
+metric() { awk -v n="$1" '$1 == n { print $2 }' "$T/metrics"; }
+
 # "qname verdict rule rcode" per query of a scope, in order.
 dns_verdicts() {
 	q "$DB" "select qname, verdict, coalesce(rule, '-'), coalesce(rcode, '-') from dns_queries
@@ -115,6 +118,7 @@ test_policy_live_switch_under_a_running_agent() {
 	expect_eq "$?" 0 "the looping script ended green"
 	# No restart: the agent that started is the one that stops.
 	kill -0 "$AGENT" || fail "the agent is gone"
+	curl -sf http://127.0.0.1:9874/metrics >"$T/metrics" || fail "scrape"
 	stop_agent
 	expect_eq "$AGENT_RC" 0 "clean stop"
 	expect_match "$(cat "$T/agent.log")" "rules version 3: 1 rule in force" "the agent saw the changes"
@@ -132,6 +136,8 @@ test_policy_live_switch_under_a_running_agent() {
 	expect_eq "$(late_wrong loop "$set2" would_block)" 0 "would_block again from 1 s after the switch back"
 	expect_ge "$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and verdict = 'blocked'")" 5 "blocked lookups"
 	# The client saw exactly what was recorded.
+	expect_eq "$(metric nettrail_dns_blocked_total)" \
+		"$(q "$DB" "select count(*) from dns_queries where verdict = 'blocked'")" "blocked lookups counted"
 	expect_eq "$(grep -c NXDOMAIN "$T/loop.out")" \
 		"$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and rcode = 'NXDOMAIN'")" "NXDOMAIN seen = recorded"
 	# The history for the timeline.
@@ -231,6 +237,14 @@ test_policy_enforce_addresses_per_scope_under_an_agent() {
 	expect_eq "$(cat "$T/hold.out")" "sent=0" "the held socket's sends refused"
 	sleep 0.3
 	expect_eq "$(grep -c after "$T/udp.log")" 0 "its packets were dropped"
+	# What /metrics says: the rule, the change applied, the table, the drops.
+	curl -sf http://127.0.0.1:9874/metrics >"$T/metrics" || fail "scrape"
+	expect_eq "$(metric nettrail_rules)" 1 "rules in force"
+	expect_eq "$(metric nettrail_rules_version)" 2 "rules version: add, set"
+	expect_eq "$(metric nettrail_block_entries)" 1 "ci.example.test's address (A only was asked), for deploy"
+	expect_ge "$(metric nettrail_packets_blocked_total)" 5 "packets dropped"
+	expect_eq "$(metric nettrail_block_answers_dropped_total)" 0 "no answer left out"
+	expect_eq "$(metric nettrail_block_update_errors_total)" 0 "no map update failed"
 	stop_agent
 	expect_ge "$(q "$DB" "select max(value) from stats where name = 'packets_blocked'")" 5 "and counted"
 	# The scope's directory the agent held is gone with it, as are the runs.
