@@ -71,7 +71,7 @@ BIN_OBJS  := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 # The feed's messages, generated from schema/nettrail.proto into the build tree.
 BIN_OBJS  += $(BUILD)/exporters/nettrail.pb-c.o
 
-UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy feed policy rules suggest
+UNIT_TESTS := addr cgroup procfs event store parse keymap queue dns domains dnsproxy feed policy rules suggest blocks
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 
 .PHONY: all deps example check unit fuzz integration bench install clean
@@ -136,6 +136,7 @@ $(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
 $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
 $(BUILD)/tests/test_domains: $(BUILD)/tests/test_domains.o $(BUILD)/agent/domains.o
 $(BUILD)/tests/test_policy: $(BUILD)/tests/test_policy.o $(BUILD)/agent/policy.o
+$(BUILD)/tests/test_blocks: $(BUILD)/tests/test_blocks.o $(BUILD)/agent/blocks.o $(BUILD)/agent/policy.o
 $(BUILD)/tests/test_suggest: $(BUILD)/tests/test_suggest.o $(BUILD)/agent/suggest.o $(BUILD)/agent/rules.o \
 	$(BUILD)/agent/policy.o $(BUILD)/agent/parse.o $(BUILD)/agent/store.o $(BUILD)/agent/addr.o \
 	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/schema_blob.o \

@@ -18,6 +18,7 @@ struct addr_node {
 	unsigned n;
 	struct name_ref names[BLOCKS_NAMES_PER_ADDR];
 	int shared;
+	int unfit; /* an entry it needs had no room at its last decision */
 };
 
 /* A kernel entry as it was last written. */
@@ -67,40 +68,53 @@ static struct entry_node **entry_find(struct blocks *b, const struct nt_block_ke
 	return e;
 }
 
-/* The kernel entry for k becomes v (NULL: none). */
-static void entry_set(struct blocks *b, const struct nt_block_key *k, const struct nt_block_val *v)
+static void entry_remove(struct blocks *b, struct entry_node **e)
 {
-	struct entry_node **e = entry_find(b, k), *n;
+	struct entry_node *n = *e;
+
+	if (b->ops.del(b->ops.ctx, &n->key) < 0)
+		b->c.errors++; /* forgotten all the same: a block left there lapses at its expiry */
+	b->c.entries--;
+	b->c.blocked -= n->val.verdict == NT_VERDICT_BLOCKED;
+	*e = n->next;
+	free(n);
+}
+
+/*
+ * The kernel entry for k becomes v (NULL: none): 0, or -ENOSPC if it had no room. What is kept
+ * here is what the kernel holds: an update that fails leaves it as it was, to be tried again at
+ * the next decision.
+ */
+static int entry_set(struct blocks *b, const struct nt_block_key *k, const struct nt_block_val *v)
+{
+	struct entry_node **e = entry_find(b, k), *n = *e;
+	int fresh = !n;
 
 	if (!v) {
-		if (!*e)
-			return;
-		n = *e;
-		if (b->ops.del(b->ops.ctx, k) < 0)
-			b->c.errors++;
-		b->c.entries--;
-		b->c.blocked -= n->val.verdict == NT_VERDICT_BLOCKED;
-		*e = n->next;
-		free(n);
-		return;
+		if (n)
+			entry_remove(b, e);
+		return 0;
 	}
-	if (*e && !memcmp(&(*e)->val, v, sizeof(*v)))
-		return;
-	if (!*e) {
-		if (b->c.entries >= BLOCKS_ENTRY_CAP || !(n = calloc(1, sizeof(*n)))) {
-			b->c.dropped++;
-			return;
-		}
+	if (n && !memcmp(&n->val, v, sizeof(*v)))
+		return 0;
+	if (fresh && (b->c.entries >= BLOCKS_ENTRY_CAP || !(n = calloc(1, sizeof(*n)))))
+		return -ENOSPC;
+	if (b->ops.put(b->ops.ctx, k, v) < 0) {
+		b->c.errors++;
+		if (fresh)
+			free(n);
+		return 0;
+	}
+	if (fresh) {
 		n->key = *k;
 		*e = n;
 		b->c.entries++;
 	} else {
-		b->c.blocked -= (*e)->val.verdict == NT_VERDICT_BLOCKED;
+		b->c.blocked -= n->val.verdict == NT_VERDICT_BLOCKED;
 	}
-	(*e)->val = *v;
+	n->val = *v;
 	b->c.blocked += v->verdict == NT_VERDICT_BLOCKED;
-	if (b->ops.put(b->ops.ctx, k, v) < 0)
-		b->c.errors++;
+	return 0;
 }
 
 struct verdict {
@@ -134,20 +148,32 @@ static struct verdict addr_decide(const struct blocks *b, const struct addr_node
 	return v;
 }
 
-/* Decides an address in every scope again and writes what changed. */
+/* The entry a verdict asks for: 1 and *ret, or 0 for none. */
+static int verdict_val(const struct verdict *v, struct nt_block_val *ret)
+{
+	*ret = (struct nt_block_val){ .expires_ns = (uint64_t)v->expires_ns, .rule_id = v->rule_id,
+				      .verdict = NT_VERDICT_BLOCKED };
+	return v->blocked;
+}
+
+/*
+ * Decides an address in every scope again and writes what changed. A scope gets an entry of
+ * its own where scope 0's would say otherwise: another verdict (ALLOWED overrides a block),
+ * or a block under the scope's own rule or for longer. An address whose entries first stop
+ * fitting counts as dropped, once.
+ */
 static void addr_update(struct blocks *b, struct addr_node *a)
 {
 	struct nt_block_key k = { 0 };
+	struct nt_block_val top, val;
 	struct verdict all = addr_decide(b, a, NULL);
-	int shared = all.shared;
+	int shared = all.shared, top_blocked = verdict_val(&all, &top), unfit = 0;
 
 	memcpy(k.addr, a->addr, 16);
-	entry_set(b, &k, all.blocked ? &(struct nt_block_val){
-		.expires_ns = (uint64_t)all.expires_ns, .rule_id = all.rule_id,
-		.verdict = NT_VERDICT_BLOCKED } : NULL);
+	unfit |= entry_set(b, &k, top_blocked ? &top : NULL) < 0;
 	for (size_t i = 0; i < b->n_scopes; i++) {
-		struct verdict v = { 0 };
-		struct nt_block_val val = { 0 };
+		struct verdict v;
+		int own;
 
 		k.scope = (uint32_t)(i + 1);
 		if (!b->scopes[i] || a->n == 0) {
@@ -156,17 +182,19 @@ static void addr_update(struct blocks *b, struct addr_node *a)
 		}
 		v = addr_decide(b, a, b->scopes[i]);
 		shared |= v.shared;
-		if (v.blocked == all.blocked) {
-			entry_set(b, &k, NULL); /* scope 0's entry says it */
-			continue;
+		if (verdict_val(&v, &val)) {
+			own = !top_blocked || memcmp(&val, &top, sizeof(val));
+		} else {
+			own = top_blocked;
+			val = top;
+			val.verdict = NT_VERDICT_ALLOWED;
 		}
-		val.verdict = v.blocked ? NT_VERDICT_BLOCKED : NT_VERDICT_ALLOWED;
-		val.rule_id = v.blocked ? v.rule_id : all.rule_id;
-		val.expires_ns = (uint64_t)(v.blocked ? v.expires_ns : all.expires_ns);
-		entry_set(b, &k, &val);
+		unfit |= entry_set(b, &k, own ? &val : NULL) < 0; /* none: scope 0's says it */
 	}
 	b->c.shared += (size_t)shared - (size_t)a->shared;
 	a->shared = shared;
+	b->c.dropped += unfit && !a->unfit;
+	a->unfit = unfit;
 }
 
 static struct addr_node **addr_find(struct blocks *b, const uint8_t addr[16])
@@ -196,6 +224,7 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 {
 	struct addr_node **link = addr_find(b, addr), *a = *link;
 	unsigned i, victim = 0;
+	int unfit;
 
 	if (!a) {
 		if (b->c.addrs >= BLOCKS_ADDR_CAP || !(a = calloc(1, sizeof(*a)))) {
@@ -212,10 +241,12 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 		if (a->names[i].expires_ns < a->names[victim].expires_ns)
 			victim = i;
 	}
+	unfit = a->unfit;
 	if (i < a->n) {
-		if (expires_ns <= a->names[i].expires_ns)
+		if (expires_ns <= a->names[i].expires_ns && !unfit)
 			return; /* nothing new */
-		a->names[i].expires_ns = expires_ns;
+		if (expires_ns > a->names[i].expires_ns)
+			a->names[i].expires_ns = expires_ns;
 	} else {
 		char *copy = strdup(name);
 
@@ -230,6 +261,7 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 		a->names[victim] = (struct name_ref){ copy, expires_ns };
 	}
 	addr_update(b, a);
+	b->c.dropped += unfit && a->unfit; /* not enforced either: dropped, as this answer */
 }
 
 void blocks_expire(struct blocks *b, int64_t now_ns)

@@ -20,7 +20,7 @@
  */
 #define BLOCKS_ADDR_CAP 16384       /* addresses remembered; more are not enforced */
 #define BLOCKS_NAMES_PER_ADDR 8     /* names per address; the one expiring first gives way */
-#define BLOCKS_ENTRY_CAP 65536      /* kernel entries: the size of the BPF map */
+#define BLOCKS_ENTRY_CAP NT_BLOCK_ENTRIES /* kernel entries: the size of the BPF map */
 
 enum blocks_shared { BLOCKS_SHARED_ALLOW = 0, BLOCKS_SHARED_BLOCK = 1 };
 
@@ -35,8 +35,11 @@ struct blocks_counts {
 	size_t entries;      /* kernel entries: blocked, and allowed overrides */
 	size_t blocked;      /* of those, blocked */
 	size_t shared;       /* addresses with an enforced and a reachable name (in some scope) */
-	uint64_t dropped;    /* answers not remembered: BLOCKS_ADDR_CAP or BLOCKS_ENTRY_CAP reached */
-	uint64_t errors;     /* kernel updates that failed */
+	uint64_t dropped;    /* answers not enforced for want of room: BLOCKS_ADDR_CAP reached (each
+				answer), or BLOCKS_ENTRY_CAP (an address once when its entries stop
+				fitting, then each answer for it while they do not) */
+	uint64_t errors;     /* kernel updates that failed (each is tried again at the next
+				decision of its address; a failed delete is not) */
 };
 
 struct blocks;

@@ -206,7 +206,7 @@ static __always_inline void sock6_dest(struct bpf_sock_addr *ctx, __u8 addr[16])
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, NT_BLOCK_ENTRIES);
 	__type(key, struct nt_block_key);
 	__type(value, struct nt_block_val);
 } blocked_addrs SEC(".maps");

@@ -118,6 +118,7 @@ struct nt_block_val {
 	__u8 _pad[3];
 };
 
+#define NT_BLOCK_ENTRIES 65536 /* size of blocked_addrs: the agent keeps within it */
 #define NT_SCOPE_LEVELS 32 /* cgroup depths a scope's cgroup may be at: bits of scope_levels */
 
 #endif /* NETTRAIL_H */
