@@ -132,7 +132,7 @@ $(BUILD)/tests/test_store:  $(BUILD)/tests/test_store.o $(BUILD)/agent/store.o $
 	$(BUILD)/agent/dns.o $(BUILD)/agent/event.o $(BUILD)/agent/report.o $(BUILD)/agent/policy.o \
 	$(BUILD)/agent/schema_blob.o $(BUILD)/agent/log.o
 $(BUILD)/tests/test_keymap: $(BUILD)/tests/test_keymap.o $(BUILD)/agent/keymap.o
-$(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o
+$(BUILD)/tests/test_queue:  $(BUILD)/tests/test_queue.o $(BUILD)/agent/queue.o $(BUILD)/agent/policy.o
 $(BUILD)/tests/test_dns: $(BUILD)/tests/test_dns.o $(BUILD)/agent/dns.o
 $(BUILD)/tests/test_domains: $(BUILD)/tests/test_domains.o $(BUILD)/agent/domains.o
 $(BUILD)/tests/test_policy: $(BUILD)/tests/test_policy.o $(BUILD)/agent/policy.o

@@ -139,7 +139,8 @@ static struct verdict addr_decide(const struct blocks *b, const struct addr_node
 			continue;
 		enforced++;
 		if (!v.rule_id)
-			v.rule_id = d.rule_id > 0 && d.rule_id <= UINT32_MAX ? (uint32_t)d.rule_id : 0;
+			v.rule_id = d.rule_id > 0 && d.rule_id < NT_RULE_DEFAULT ? (uint32_t)d.rule_id :
+									      NT_RULE_DEFAULT;
 		if (a->names[i].expires_ns > v.expires_ns)
 			v.expires_ns = a->names[i].expires_ns;
 	}

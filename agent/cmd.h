@@ -55,6 +55,7 @@ enum {
 	OPT_ALLOW_RESOLVER_SOCKETS,
 	OPT_BLOCK_ANSWER,
 	OPT_SHARED_ADDRESS,
+	OPT_ENFORCE_LOOPBACK,
 };
 #define DNS_LONG_OPTIONS                                                                       \
 	{ "dns-port", required_argument, NULL, OPT_DNS_PORT },                                  \
@@ -64,7 +65,8 @@ enum {
 	{ "no-dns", no_argument, NULL, OPT_NO_DNS },                                            \
 	{ "allow-resolver-sockets", no_argument, NULL, OPT_ALLOW_RESOLVER_SOCKETS },              \
 	{ "block-answer", required_argument, NULL, OPT_BLOCK_ANSWER },                          \
-	{ "shared-address", required_argument, NULL, OPT_SHARED_ADDRESS }
+	{ "shared-address", required_argument, NULL, OPT_SHARED_ADDRESS },                      \
+	{ "enforce-loopback", no_argument, NULL, OPT_ENFORCE_LOOPBACK }
 #define DNS_USAGE                                                                              \
 	"      --upstream ADDR[:PORT]  send every query there, not to the resolver each\n"      \
 	"                              process asked for\n"                                     \
@@ -81,7 +83,9 @@ enum {
 	"                              (default; final for every resolver) or refused\n"        \
 	"      --shared-address MODE   an address an enforced and a reachable name share:\n"   \
 	"                              allow (default: the reachable name keeps working) or\n"  \
-	"                              block\n"
+	"                              block\n"                                                 \
+	"      --enforce-loopback      refuse also loopback addresses an enforced name resolved\n" \
+	"                              to (default: the host's own services stay reachable)\n"
 struct tracker_opts;
 /* Sets the DNS defaults in o. */
 void opt_dns_defaults(struct tracker_opts *o);

@@ -119,7 +119,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		case 'h': fputs(run_usage, stdout); exit(EXIT_OK);
 		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
 		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS: case OPT_BLOCK_ANSWER:
-		case OPT_SHARED_ADDRESS:
+		case OPT_SHARED_ADDRESS: case OPT_ENFORCE_LOOPBACK:
 			r = opt_dns(c, optarg, &a->tracker);
 			a->dns_given = 1;
 			break;

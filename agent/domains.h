@@ -9,7 +9,7 @@
  * grace period, set by the caller) runs out: how a connection gets its domain. A fixed table,
  * so memory is bounded: when a neighbourhood is full, the entry that expires first gives way.
  */
-#define DOMAINS_CAP 8192
+#define DOMAINS_CAP 16384 /* each answer is kept twice: for its scope, and for any */
 #define DOMAIN_NAME_MAX 254 /* 253 characters of a name, and the NUL */
 
 struct domain_entry {

@@ -221,6 +221,9 @@ int opt_dns(int c, const char *arg, struct tracker_opts *o)
 		}
 		o->shared_block = !strcmp(arg, "block");
 		return 0;
+	case OPT_ENFORCE_LOOPBACK:
+		o->enforce_loopback = 1;
+		return 0;
 	}
 	return EXIT_USAGE;
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#include "policy.h"
 #include "queue.h"
 
 int queue_init(struct queue *q, size_t cap)
@@ -34,6 +35,8 @@ void queue_destroy(struct queue *q)
 			free(it.stats);
 		else if (it.type == QI_DNS)
 			free(it.dns);
+		else if (it.type == QI_POLICY)
+			policy_unref(it.policy);
 	}
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->nonempty);

@@ -60,13 +60,12 @@ static void dest_rule(const struct policy *p, const char *scope, const char *dom
 		      size_t len)
 {
 	struct policy_decision best = { 0 };
-	char names[1024];
+	char *names = NULL;
 	int found = 0, enforced = 0, reachable = 0;
 
 	buf[0] = '\0';
-	if (!p || !domains || !*domains)
+	if (!p || !domains || !*domains || !(names = strdup(domains)))
 		return;
-	snprintf(names, sizeof(names), "%s", domains);
 	for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
 		struct policy_decision d;
 
@@ -78,6 +77,7 @@ static void dest_rule(const struct policy *p, const char *scope, const char *dom
 			found = 1;
 		}
 	}
+	free(names);
 	if (found)
 		snprintf(buf, len, "%s %s%s", policy_mode_name(best.mode), best.rule,
 			 enforced && reachable ? " +shared" : "");
@@ -322,6 +322,12 @@ int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns)
 
 #define RULE_GROUPS_MAX 256
 
+/*
+ * A lookup the upstream answered NXDOMAIN breaks nothing when refused: the name does not
+ * exist (a search domain tried, a typo). One the proxy refused for a rule may well exist.
+ */
+#define NAME_EXISTS " AND (verdict = 'blocked' OR rcode IS NULL OR rcode <> 'NXDOMAIN')"
+
 /* The names of one scope that one rule (or a scope default) decides. */
 struct rule_group {
 	char scope[65];
@@ -380,7 +386,7 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 		"  SELECT scope, domain AS name FROM connections WHERE domain IS NOT NULL"
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 		"  UNION ALL"
-		"  SELECT scope, qname FROM dns_queries WHERE process_id IS NOT NULL"
+		"  SELECT scope, qname FROM dns_queries WHERE process_id IS NOT NULL" NAME_EXISTS
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
 		" ORDER BY scope, name";
 	sqlite3_stmt *st;
@@ -420,6 +426,7 @@ static void group_print(sqlite3 *db, const struct report_filter *f, const struct
 		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 		"  UNION ALL"
 		"  SELECT process_id, time_ns FROM dns_queries WHERE scope = ?4 AND process_id IS NOT NULL"
+		NAME_EXISTS
 		"   AND qname IN (SELECT value FROM json_each(?5))"
 		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
 		" SELECT count(DISTINCT process_id),"

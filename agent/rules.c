@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "log.h"
 #include "parse.h"
 #include "policy.h"
 #include "rules.h"
@@ -370,7 +371,7 @@ int rules_poll(struct store *s, struct rules_cursor *c)
 
 /* Rows of one query into an array grown as needed; fn fills one element from a row. */
 static int load_rows(struct store *s, const char *sql, size_t elem, void **ret, size_t *n,
-		     void (*fn)(sqlite3_stmt *, void *))
+		     int (*fn)(sqlite3_stmt *, void *))
 {
 	sqlite3_stmt *st;
 	size_t cap = 0;
@@ -397,8 +398,8 @@ static int load_rows(struct store *s, const char *sql, size_t elem, void **ret, 
 			cap = cap ? cap * 2 : 64;
 		}
 		memset(arr + *n * elem, 0, elem);
-		fn(st, arr + *n * elem);
-		(*n)++;
+		if (fn(st, arr + *n * elem) == 0)
+			(*n)++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -424,9 +425,24 @@ static uint8_t mode_of(sqlite3_stmt *st, int col)
 	return m;
 }
 
-static void rule_from_row(sqlite3_stmt *st, void *out)
+/*
+ * A scope names cgroup directories the agent creates: a row written by hand with one that
+ * `nettrail policy` would refuse (`../x`) is left out, and said so.
+ */
+static int scope_ok(const char *scope, const char *what)
+{
+	if (!scope[0] || parse_scope(scope) == 0)
+		return 0;
+	log_warn("%s for scope '%s' left out: not a valid scope name", what, scope);
+	return -EINVAL;
+}
+
+static int rule_from_row(sqlite3_stmt *st, void *out)
 {
 	struct policy_rule *r = out;
+	char name[POLICY_NAME_MAX];
+	const char *why;
+	uint8_t match;
 
 	r->id = sqlite3_column_int64(st, 0);
 	copy_text(st, 1, r->name, sizeof(r->name));
@@ -434,14 +450,21 @@ static void rule_from_row(sqlite3_stmt *st, void *out)
 										  POLICY_SUFFIX;
 	r->mode = mode_of(st, 3);
 	copy_text(st, 4, r->scope, sizeof(r->scope));
+	if (policy_parse_pattern(r->name, name, &match, &why) < 0 || strcmp(name, r->name)) {
+		log_warn("rule %lld (%s) left out: %s", (long long)r->id, r->name,
+			 "not a valid name");
+		return -EINVAL;
+	}
+	return scope_ok(r->scope, "a rule");
 }
 
-static void default_from_row(sqlite3_stmt *st, void *out)
+static int default_from_row(sqlite3_stmt *st, void *out)
 {
 	struct policy_default *d = out;
 
 	copy_text(st, 0, d->scope, sizeof(d->scope));
 	d->mode = mode_of(st, 1);
+	return scope_ok(d->scope, "a default");
 }
 
 int rules_load(struct store *s, struct policy **ret)

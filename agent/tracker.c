@@ -37,6 +37,8 @@
 #define SCOPES_CAP 1024       /* cgroups whose scope the main thread remembers */
 #define SCOPE_IDX_MAX 1023    /* scopes with rules of their own that the kernel can tell apart */
 #define FD_CB_MAX 8
+/* The domains cache under no scope's name ('*' is not valid in one): any scope's answers. */
+#define ANY_SCOPE "*"
 #define STATS_BUSY_INTERVAL_NS (60 * 1000000000LL)
 
 struct cg_entry {
@@ -87,6 +89,7 @@ struct tracker {
 	uint32_t scope_levels;
 	char cg_mount[4096];
 	int policy_active;
+	int blocks_preloaded;
 	uint64_t bpf_egress_blocked;
 	/* main thread writes, the HTTP thread reads (relaxed 64-bit atomics): for /metrics */
 	struct blocks_counts blocks_seen;
@@ -340,8 +343,12 @@ static void writer_conn_verdict(struct tracker *t, struct conn_record *c, const 
 	if (c->family == AF_UNIX)
 		return;
 	if (c->verdict == NT_VERDICT_BLOCKED) {
-		if (policy_rule_by_id(t->wpolicy, c->rule_id, d))
+		if (c->rule_id == NT_RULE_DEFAULT) { /* a scope default decided */
+			c->rule_id = 0;
+			c->rule = "default";
+		} else if (policy_rule_by_id(t->wpolicy, c->rule_id, d)) {
 			c->rule = d->rule;
+		}
 		return;
 	}
 	if (!domain)
@@ -367,8 +374,12 @@ static int writer_put_conn(struct tracker *t, struct conn_record *c)
 	if (r < 0)
 		return r;
 	cg = cg_lookup(t, c->cgroup_id);
-	if (addr_key(c->family, c->addr, key) == 0)
+	if (addr_key(c->family, c->addr, key) == 0) {
 		domain = domains_get(&t->domains, cg->scope, key, c->time_ns);
+		/* Refused for a name another scope resolved: that name is why. */
+		if (!domain && c->verdict == NT_VERDICT_BLOCKED)
+			domain = domains_get(&t->domains, ANY_SCOPE, key, c->time_ns);
+	}
 	writer_conn_verdict(t, c, cg->scope, domain, &d);
 	if (t->o.metrics) {
 		char pbuf[16];
@@ -426,6 +437,8 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 		if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
 			continue;
 		domains_put(&t->domains, cg->scope, key, d->qname,
+			    d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
+		domains_put(&t->domains, ANY_SCOPE, key, d->qname,
 			    d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
 	}
 	return 0;
@@ -943,13 +956,34 @@ static void tracker_scope_add(struct tracker *t, const char *scope)
 	loader_policy_set(t->loader, t->policy_active, t->scope_levels);
 }
 
+/*
+ * Whether an answer's address (a key: IPv6, or ::ffff:IPv4) may be refused. Never the
+ * unspecified or a multicast address; a loopback address only with --enforce-loopback: a
+ * sinkhole's 127.0.0.1 for an enforced name must not cut the scope off from its own host's
+ * services (the name itself is still refused by DNS).
+ */
+static int addr_enforceable(const struct tracker *t, const uint8_t k[16])
+{
+	static const uint8_t v4_prefix[12] = { [10] = 0xff, [11] = 0xff };
+	static const uint8_t zero[16];
+
+	if (!memcmp(k, v4_prefix, 12)) {
+		if (k[12] == 0 || (k[12] & 0xf0) == 0xe0) /* 0.0.0.0/8, 224.0.0.0/4 */
+			return 0;
+		return k[12] != 127 || t->o.enforce_loopback;
+	}
+	if (!memcmp(k, zero, 15) && k[15] <= 1) /* :: and ::1 */
+		return k[15] == 1 && t->o.enforce_loopback;
+	return k[0] != 0xff; /* ff00::/8 */
+}
+
 static void block_preload_one(void *ctx, const char *scope, const char *qname,
 			      const uint8_t key[16], int64_t expires_ns)
 {
 	struct tracker *t = ctx;
 	int64_t boot = expires_ns + t->o.dns_grace_ns - t->boot_to_wall_ns;
 
-	if (qname && boot > boot_now_ns())
+	if (qname && boot > boot_now_ns() && addr_enforceable(t, key))
 		blocks_learn(t->blocks, qname, key, boot);
 }
 
@@ -980,8 +1014,14 @@ static void tracker_blocks_reload(struct tracker *t)
 	}
 	if (blocks_apply(t->blocks, t->policy, active, t->n_scope_names) < 0)
 		log_warn("failed to apply the rules to addresses: out of memory");
-	if (store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one, t) < 0)
+	/*
+	 * What was resolved before this agent started, once: from then on every answer goes
+	 * through this process and is remembered as it comes.
+	 */
+	if (!t->blocks_preloaded &&
+	    store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one, t) < 0)
 		log_warn("failed to read recent DNS answers: %s", store_errmsg(t->rules_store));
+	t->blocks_preloaded = 1;
 	tracker_blocks_sync(t);
 }
 
@@ -1007,13 +1047,18 @@ static void tracker_rules_load(struct tracker *t)
 	int r = rules_load(t->rules_store, &p);
 
 	if (r < 0) {
-		log_err("failed to load the rules: %s; the rules in force stay",
+		log_err("failed to load the rules: %s; the rules in force stay, and loading is "
+			"tried again at the next tick",
 			r == -EIO ? store_errmsg(t->rules_store) : strerror(-r));
+		t->rules_cur.rules_version = -1; /* the poll says "changed" until a load works */
 		return;
 	}
 	if (t->policy || policy_n_rules(p))
 		log_info("rules version %lld: %zu rule%s in force", (long long)t->rules_cur.rules_version,
 			 policy_n_rules(p), policy_n_rules(p) == 1 ? "" : "s");
+	/* Events made under the old rules go to the writer ahead of the new ones. */
+	if (t->rb)
+		ring_buffer__consume(t->rb);
 	policy_unref(t->policy);
 	t->policy = p;
 	t->policy_unsent = 1;
@@ -1046,7 +1091,13 @@ static void dns_decide(void *ctx, const struct nt_dns_origin *o, const char *nam
 	struct tracker *t = ctx;
 	struct policy_decision d;
 
-	policy_decide(t->policy, o ? tracker_scope_of(t, o->cgroup_id) : NULL, name, &d);
+	const char *scope = NULL;
+
+	if (o)
+		scope = tracker_scope_of(t, o->cgroup_id);
+	else if (t->o.n_watches == 1 && !t->o.watches[0].runs_root)
+		scope = t->o.watches[0].scope; /* the sender is not known, its scope is */
+	policy_decide(t->policy, scope, name, &d);
 	ret->verdict = (uint8_t)policy_verdict(d.mode);
 	ret->rule_id = d.rule_id;
 	snprintf(ret->rule, sizeof(ret->rule), "%s", d.rule);
@@ -1076,7 +1127,8 @@ static void dns_learn(struct tracker *t, const struct dns_record *rec)
 		const struct dns_record_rr *rr = &rec->rrs[i];
 		uint8_t key[16];
 
-		if (!rr->target && addr_key(rr->family, rr->addr, key) == 0)
+		if (!rr->target && addr_key(rr->family, rr->addr, key) == 0 &&
+		    addr_enforceable(t, key))
 			blocks_learn(t->blocks, rec->qname, key,
 				     now + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
 	}
@@ -1342,8 +1394,10 @@ static void domain_preload_one(void *ctx, const char *scope, const char *qname,
 {
 	struct tracker *t = ctx;
 
-	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns())
+	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns()) {
 		domains_put(&t->domains, scope, key, qname, expires_ns + t->o.dns_grace_ns);
+		domains_put(&t->domains, ANY_SCOPE, key, qname, expires_ns + t->o.dns_grace_ns);
+	}
 }
 
 /*

@@ -35,6 +35,7 @@ struct tracker_opts {
 	int64_t dns_grace_ns;     /* a resolved name names its address this long past the TTL */
 	int allow_resolver_sockets;
 	int shared_block;         /* refuse an address an enforced and a reachable name share */
+	int enforce_loopback;     /* refuse loopback addresses of enforced names too */
 	struct metrics *metrics;  /* counted into when set (the agent's /metrics) */
 };
 

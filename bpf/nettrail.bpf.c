@@ -221,23 +221,25 @@ struct {
 
 /*
  * Set by the agent at run time: whether blocked_addrs holds anything (until then the hooks
- * pay nothing), and at which depths of the hierarchy the cgroups of scope_cgroups are.
+ * pay nothing), and whether any scope has rules of its own (non-zero: scope_cgroups is
+ * looked up).
  */
 __u32 policy_active = 0;
-__u32 scope_levels = 0;
+__u32 scope_levels = 0; /* non-zero: some scope has rules of its own */
 
 static __always_inline __u32 scope_of(__u64 (*ancestor)(void *, int), void *ctx)
 {
-	__u32 levels = scope_levels;
-
+	/*
+	 * Levels count from the hierarchy's root, which a cgroup namespace hides from the agent:
+	 * every ancestor is looked at, from the top, until the current cgroup is passed.
+	 */
+	if (!scope_levels)
+		return 0;
 #pragma unroll
 	for (int level = 1; level < NT_SCOPE_LEVELS; level++) {
-		__u64 id;
+		__u64 id = ancestor(ctx, level);
 		__u32 *idx;
 
-		if (!(levels & (1u << level)))
-			continue;
-		id = ancestor(ctx, level);
 		if (!id)
 			return 0;
 		idx = bpf_map_lookup_elem(&scope_cgroups, &id);
@@ -648,8 +650,11 @@ static __always_inline int egress_blocked(struct __sk_buff *skb)
 	}
 	if (!block_lookup(scope_of(skb_ancestor, skb), (const __u8 *)w))
 		return 0;
+	/* The proxy listens on 127.0.0.1 and ::1 only. */
 	if (dns_port && bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) == 0 &&
-	    ports[1] == dns_port)
+	    ports[1] == dns_port &&
+	    ((w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff) && w[3] == bpf_htonl(0x7f000001)) ||
+	     (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1))))
 		return 0;
 	return 1;
 }

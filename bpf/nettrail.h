@@ -113,11 +113,12 @@ struct nt_block_key {
 
 struct nt_block_val {
 	__u64 expires_ns; /* boot-time ns: the answer's TTL and the grace period; 0: never */
-	__u32 rule_id;    /* rules.id */
+	__u32 rule_id;    /* rules.id, or NT_RULE_DEFAULT */
 	__u8 verdict;     /* NT_VERDICT_BLOCKED, or NT_VERDICT_ALLOWED to override scope 0 */
 	__u8 _pad[3];
 };
 
+#define NT_RULE_DEFAULT 0xffffffffu /* rule_id of an entry a scope default decided */
 #define NT_BLOCK_ENTRIES 65536 /* size of blocked_addrs: the agent keeps within it */
 #define NT_SCOPE_LEVELS 32 /* cgroup depths a scope's cgroup may be at: bits of scope_levels */
 

@@ -174,7 +174,7 @@ test_policy_changes_under_load_get_their_turn() {
 # One attempt of each kind to host:port from a run of scope $1: "tcp ok", "udp EPERM", ...
 attempts() {
 	local scope=$1 host=$2 port=$3
-	nrun --scope "$scope" -- sh -c "for k in tcp udp sendto; do $PY $NETUTIL attempt \$k $host $port; done"
+	nrun ${ATTEMPT_OPTS:-} --scope "$scope" -- sh -c "for k in tcp udp sendto; do $PY $NETUTIL attempt \$k $host $port; done"
 }
 
 test_policy_enforce_refuses_connects_to_resolved_addresses() {
@@ -188,6 +188,10 @@ test_policy_enforce_refuses_connects_to_resolved_addresses() {
 	expect_eq "$(tr '\n' ' ' <"$T/resolved")" "127.0.0.10 ::1 " "resolved while monitored"
 	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "monitor: reachable"
 	pol set ci.example.test --mode enforce
+	# A loopback address stays reachable unless asked: a sinkhole's 127.0.0.1 for an enforced
+	# name must not cut the scope off from its host. These tests' addresses are all loopback.
+	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "loopback kept by default"
+	local ATTEMPT_OPTS=--enforce-loopback
 	expect_eq "$(attempts deploy 127.0.0.10 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "IPv4 refused"
 	expect_eq "$(attempts deploy ::1 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "IPv6 refused"
 	expect_eq "$(attempts deploy ::ffff:127.0.0.10 18503 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "v4-mapped refused"
@@ -217,7 +221,7 @@ udp 127.0.0.10 sendto blocked ci.example.test ci.example.test" "recorded blocked
 test_policy_enforce_addresses_per_scope_under_an_agent() {
 	start_dnsmasq
 	serve_tcp 18504
-	start_agent
+	start_agent --enforce-loopback
 	pol add ci.example.test --scope deploy
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
 	# A socket connected while the name is monitored, still sending after it is enforced.
@@ -379,4 +383,11 @@ nettrail policy add =ci.example.test --scope deploy --mode allow" "one exact all
 	# Another scope is not locked down.
 	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER many.example.test >"$T/other.out"
 	expect_eq "$(cat "$T/other.out")" "127.0.0.12" "another scope resolves it"
+	# Its address, known now, is refused to the locked-down scope: by the scope's default.
+	local ATTEMPT_OPTS=--enforce-loopback
+	expect_eq "$(attempts deploy 127.0.0.12 18506 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "by address"
+	expect_eq "$(q "$DB" "select distinct verdict, rule, coalesce(rule_id, '-'), domain from connections
+		where addr = '127.0.0.12' and scope = 'deploy'" | tr '|' ' ')" "blocked default - many.example.test" \
+		"recorded as the default's, with no rule id"
+	expect_eq "$(attempts other 127.0.0.12 18506 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "the other scope reaches it"
 }
