@@ -23,13 +23,18 @@ static int64_t wall_ns(void)
 
 void rules_actor(char *buf, size_t len)
 {
-	const char *sudo = getenv("SUDO_USER");
-	struct passwd *pw = getpwuid(getuid());
-	char uid[32];
+	const char *sudo = getenv("SUDO_USER"), *sudo_uid = getenv("SUDO_UID");
+	struct passwd *pw = getpwuid(getuid()), *spw;
+	char uid[32], suid[32];
 
 	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
-	if (sudo && *sudo)
-		snprintf(buf, len, "%s (uid %s via sudo)", sudo, uid);
+	/*
+	 * sudo's account of who asked, taken only when its two variables agree with the user
+	 * database (anyone can set one of them by hand).
+	 */
+	if (sudo && *sudo && sudo_uid && (spw = getpwnam(sudo)) &&
+	    snprintf(suid, sizeof(suid), "%u", (unsigned)spw->pw_uid) > 0 && !strcmp(suid, sudo_uid))
+		snprintf(buf, len, "%s (uid %s via sudo from uid %s)", sudo, uid, suid);
 	else
 		snprintf(buf, len, "%s (uid %s)", pw ? pw->pw_name : "?", uid);
 }

@@ -940,17 +940,32 @@ static void test_actor(void **state)
 	snprintf(want, sizeof(want), "%s (uid %u)", pw ? pw->pw_name : "?", (unsigned)getuid());
 	assert_string_equal(buf, want);
 
-	assert_int_equal(setenv("SUDO_USER", "alice", 1), 0);
+	/* sudo's variables, when they agree with the user database. */
+	assert_int_equal(setenv("SUDO_USER", "nobody", 1), 0);
+	assert_int_equal(setenv("SUDO_UID", "65534", 1), 0);
 	memset(buf, 'x', sizeof(buf));
 	rules_actor(buf, sizeof(buf));
-	snprintf(want, sizeof(want), "alice (uid %u via sudo)", (unsigned)getuid());
+	snprintf(want, sizeof(want), "nobody (uid %u via sudo from uid 65534)", (unsigned)getuid());
 	assert_string_equal(buf, want);
 
 	/* A short buffer gets what fits, terminated. */
 	memset(buf, 'x', sizeof(buf));
-	rules_actor(buf, 6);
-	assert_string_equal(buf, "alice");
-	assert_int_equal(buf[6], 'x');
+	rules_actor(buf, 7);
+	assert_string_equal(buf, "nobody");
+	assert_int_equal(buf[7], 'x');
+
+	/* A name set by hand, not matching the uid sudo gave, or no such user: not believed. */
+	snprintf(want, sizeof(want), "%s (uid %u)", pw ? pw->pw_name : "?", (unsigned)getuid());
+	assert_int_equal(setenv("SUDO_UID", "1234", 1), 0);
+	rules_actor(buf, sizeof(buf));
+	assert_string_equal(buf, want);
+	assert_int_equal(setenv("SUDO_USER", "no-such-user-here", 1), 0);
+	rules_actor(buf, sizeof(buf));
+	assert_string_equal(buf, want);
+	assert_int_equal(unsetenv("SUDO_UID"), 0);
+	assert_int_equal(setenv("SUDO_USER", "nobody", 1), 0);
+	rules_actor(buf, sizeof(buf));
+	assert_string_equal(buf, want);
 
 	if (keep)
 		assert_int_equal(setenv("SUDO_USER", keep, 1), 0);
