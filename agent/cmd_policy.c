@@ -21,7 +21,8 @@ static const char policy_usage[] =
 	"\n"
 	"Rules decide, per domain, what happens to the watched scopes' lookups:\n"
 	"  monitor  recorded as would_block, nothing is blocked (what `add` makes by default)\n"
-	"  enforce  lookups of the name and its subdomains get NXDOMAIN; recorded as blocked\n"
+	"  enforce  lookups of the names it matches are refused (NXDOMAIN), and connects to\n"
+	"           their addresses (EPERM); recorded as blocked\n"
 	"  allow    recorded as allowed, also under an enforcing scope default\n"
 	"A running agent applies a change within a second, without a restart.\n"
 	"\n"
@@ -290,10 +291,11 @@ static void csv_text(const char *s, const char *sep)
 
 /*
  * Prints the rows of sql: csv, or a table whose columns have the widths given (the last one
- * unpadded), under a header of the column names. -EIO on an SQLite error.
+ * unpadded), under a header of the column names; ?1 is bind, ?2 bind2 (when not NULL).
+ * -EIO on an SQLite error.
  */
-static int print_rows(struct store *s, const char *sql, const char *bind, const int *widths,
-		      int csv)
+static int print_rows(struct store *s, const char *sql, const char *bind, const char *bind2,
+		      const int *widths, int csv)
 {
 	sqlite3_stmt *st;
 	int rc, cols;
@@ -301,6 +303,8 @@ static int print_rows(struct store *s, const char *sql, const char *bind, const 
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, bind, -1, SQLITE_STATIC);
+	if (bind2)
+		sqlite3_bind_text(st, 2, bind2, -1, SQLITE_STATIC);
 	cols = sqlite3_column_count(st);
 	for (int i = 0; i < cols; i++) {
 		if (csv)
@@ -336,10 +340,10 @@ static int policy_ls(struct policy_args *a, struct store *s)
 		" FROM scope_defaults WHERE ?1 = '' OR scope IN ('', ?1) ORDER BY scope";
 	int r;
 
-	r = print_rows(s, rules_sql, a->scope, (const int[]){ 16, 32, 8, 24, 24 }, a->csv);
+	r = print_rows(s, rules_sql, a->scope, NULL, (const int[]){ 16, 32, 8, 24, 24 }, a->csv);
 	if (r == 0 && !a->csv) {
 		printf("\n");
-		r = print_rows(s, defaults_sql, a->scope, (const int[]){ 16, 8, 24 }, 0);
+		r = print_rows(s, defaults_sql, a->scope, NULL, (const int[]){ 16, 12, 24 }, 0);
 		printf("(a scope with no default of its own: the one for *, else allow)\n");
 	}
 	return r;
@@ -351,11 +355,12 @@ static int policy_history(struct policy_args *a, struct store *s)
 		"SELECT * FROM (SELECT time, CASE scope WHEN '' THEN '*' ELSE scope END AS scope,"
 		" action, coalesce(pattern, '(default)') AS pattern, coalesce(old_mode, '-') AS old,"
 		" coalesce(new_mode, '-') AS new, by, coalesce(note, '') AS note"
-		" FROM rule_changes ORDER BY id DESC LIMIT CAST(?1 AS INTEGER)) ORDER BY time";
+		" FROM rule_changes WHERE ?2 = '' OR scope IN ('', ?2)"
+		" ORDER BY id DESC LIMIT CAST(?1 AS INTEGER)) ORDER BY time";
 	char limit[32];
 
 	snprintf(limit, sizeof(limit), "%llu", (unsigned long long)a->limit);
-	return print_rows(s, sql, limit, (const int[]){ 24, 16, 7, 32, 8, 8, 28 }, a->csv);
+	return print_rows(s, sql, limit, a->scope, (const int[]){ 24, 16, 7, 32, 8, 8, 28 }, a->csv);
 }
 
 static int policy_show_default(struct policy_args *a, struct store *s)

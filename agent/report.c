@@ -10,13 +10,15 @@ static const char deps_sql[] =
 	"WITH g AS ("
 	"  SELECT scope, proto, addr_key, port, count(*) AS attempts, min(id) AS first_id,"
 	"         count(DISTINCT process_id) AS processes, group_concat(DISTINCT verdict) AS verdicts,"
-	"         max(time_ns) AS last_ns, group_concat(DISTINCT domain) AS domains"
+	"         max(time_ns) AS last_ns, group_concat(DISTINCT domain) AS domains,"
+	"         min(time_ns) AS first_ns"
 	"  FROM connections"
 	"  WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 	"  GROUP BY scope, proto, addr_key, port)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
-	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch')"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
@@ -36,8 +38,8 @@ static void csv_field(FILE *out, const char *s, const char *sep)
 	fputs(sep, out);
 }
 
-#define COLS 10  /* the query's columns; the table shows all but last_seen */
-#define CELLS 11 /* and what the rules say of the destination's names */
+#define COLS 11  /* the query's columns; the table shows all but last_seen and first_seen */
+#define CELLS 12 /* and what the rules say of the destination's names */
 
 int report_cut(const char *s, int max)
 {
@@ -127,13 +129,13 @@ static int table_add(struct table *t, sqlite3_stmt *st, const char *rule)
 		if (!row[i])
 			return -ENOMEM;
 	}
-	row[10] = strdup(rule[0] ? rule : "-");
-	if (!row[10])
+	row[11] = strdup(rule[0] ? rule : "-");
+	if (!row[11])
 		return -ENOMEM;
 	widen(&t->w_scope, row[0]);
 	widen(&t->w_addr, row[2]);
 	widen(&t->w_domain, row[9]);
-	widen(&t->w_rule, row[10]);
+	widen(&t->w_rule, row[11]);
 	t->shared |= strstr(rule, "+shared") != NULL;
 	return 0;
 }
@@ -148,7 +150,7 @@ static void table_print(const struct table *t, FILE *out)
 
 		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %-*s %s\n", t->w_scope, c[0],
 			t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4], c[5],
-			c[6], t->w_rule, c[10], c[7]);
+			c[6], t->w_rule, c[11], c[7]);
 	}
 	if (t->shared)
 		fputs("+shared: a name that may be reached resolved to this address too: it stays "
@@ -193,7 +195,7 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 {
 	static const char *const names[COLS] = { "scope", "proto", "addr", "port", "attempts",
 						 "processes", "verdicts", "first_cmdline",
-						 "last_seen", "domains" };
+						 "last_seen", "domains", "first_seen" };
 
 	fputs(first ? "\n  {" : ",\n  {", out);
 	for (int i = 0; i < COLS; i++) {
@@ -225,6 +227,7 @@ int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy 
 	sqlite3_bind_int64(st, 3, f->since_ns);
 	if (fmt == REPORT_CSV)
 		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,"
+		      "first_seen,"
 		      "rule\n", out);
 	else if (fmt == REPORT_JSON)
 		fputc('[', out);

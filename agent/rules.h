@@ -23,7 +23,7 @@ struct rule_change {
 	const char *by;      /* who, see rules_actor */
 };
 
-/* Who is making a change: "alice (uid 0 via sudo)" or "root (uid 0)". */
+/* Who is making a change: "alice (uid 0 via sudo from uid 1000)" or "root (uid 0)". */
 void rules_actor(char *buf, size_t len);
 
 /* ret_old_mode: the mode before (set, rm, default), or -1 when there was none. */

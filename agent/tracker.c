@@ -1196,7 +1196,6 @@ void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
 	ret->rules_in_force = __atomic_load_n(&t->rules_in_force, __ATOMIC_RELAXED);
 	ret->rules_version = __atomic_load_n(&t->rules_version_seen, __ATOMIC_RELAXED);
 	ret->block_entries = __atomic_load_n(&t->blocks_seen.entries, __ATOMIC_RELAXED);
-	ret->block_addrs_blocked = __atomic_load_n(&t->blocks_seen.blocked, __ATOMIC_RELAXED);
 	ret->block_addrs_shared = __atomic_load_n(&t->blocks_seen.shared, __ATOMIC_RELAXED);
 	ret->block_answers_dropped = __atomic_load_n(&t->blocks_seen.dropped, __ATOMIC_RELAXED);
 	ret->block_map_errors = __atomic_load_n(&t->blocks_seen.errors, __ATOMIC_RELAXED);

@@ -35,7 +35,7 @@ struct metrics_snapshot {
 	uint64_t rules_in_force, rules_version;
 	uint64_t dns_blocked;             /* queries answered by the proxy: their name is enforced */
 	uint64_t packets_blocked;         /* egress packets dropped: to an enforced name's address */
-	uint64_t block_entries, block_addrs_blocked, block_addrs_shared;
+	uint64_t block_entries, block_addrs_shared;
 	uint64_t block_answers_dropped;   /* answers not remembered for enforcement: tables full */
 	uint64_t block_map_errors;        /* kernel map updates that failed */
 };

@@ -252,7 +252,7 @@ CREATE TABLE scope_defaults (
 CREATE TABLE rule_changes (
     id          INTEGER PRIMARY KEY,
     time_ns     INTEGER NOT NULL,
-    by          TEXT NOT NULL,           -- 'alice (uid 0 via sudo)', 'root (uid 0)'
+    by          TEXT NOT NULL,           -- 'alice (uid 0 via sudo from uid 1000)', 'root (uid 0)'
     action      TEXT NOT NULL CHECK (action IN ('add', 'set', 'rm', 'default')),
     rule_id     INTEGER,                 -- NULL for a change of a scope default
     scope       TEXT NOT NULL,           -- '' for every scope

@@ -328,8 +328,9 @@ test_policy_report_shows_what_would_break() {
 	"$NETTRAIL" deps --scope deploy --format json --db "$DB" >"$T/deps.json" || fail "deps json"
 	expect_eq "$("$PY" -c 'import json,sys
 for d in json.load(open(sys.argv[1])):
-    if d["addr"] == "127.0.0.10": print(d["domains"], d["port"], d["rule"])' "$T/deps.json")" \
-		"ci.example.test 18508 monitor example.test" "json"
+    if d["addr"] == "127.0.0.10":
+        print(d["domains"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "")' "$T/deps.json")" \
+		"ci.example.test 18508 monitor example.test 1 True" "json: names, port, rule, attempts, first and last seen"
 	pol set example.test --scope deploy --mode enforce
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
 	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary"

@@ -1114,7 +1114,7 @@ static int run_report(sqlite3 *db, const struct report_filter *flt, char lines[]
 	return r;
 }
 
-#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,rule"
+#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,first_seen,rule"
 
 /* The CSV report: header, one line per destination, quoting that survives a CSV reader. */
 static void test_report_csv(void **state)
@@ -1131,7 +1131,7 @@ static void test_report_csv(void **state)
 	assert_int_equal(n, 5);
 	assert_string_equal(lines[0], CSV_HEADER);
 	for (int i = 1; i < n; i++) {
-		assert_int_equal(csv_split(lines[i], fields, 12), 11);
+		assert_int_equal(csv_split(lines[i], fields, 13), 12);
 		if (strcmp(fields[0], "web") || strcmp(fields[1], "tcp") || strcmp(fields[2], "10.0.0.1"))
 			continue;
 		found++;
@@ -1175,7 +1175,7 @@ static void test_report_filters(void **state)
 	flt.scope = "db";
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
 	assert_int_equal(n, 2);
-	assert_int_equal(csv_split(lines[1], fields, 12), 11);
+	assert_int_equal(csv_split(lines[1], fields, 13), 12);
 	assert_string_equal(fields[0], "db");
 	assert_string_equal(fields[7], "psql");
 
@@ -1186,7 +1186,7 @@ static void test_report_filters(void **state)
 	flt.scope = NULL;
 	flt.run_id = d.run_a2;
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
-	assert_int_equal(csv_split(lines[1], fields, 12), 11);
+	assert_int_equal(csv_split(lines[1], fields, 13), 12);
 	assert_string_equal(fields[0], "web");
 	assert_string_equal(fields[1], "udp");
 
