@@ -18,7 +18,11 @@ static const char deps_sql[] =
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
-	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch')"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'),"
+	/* Every name the scope resolved to the address, for the rules: a CDN's has several. */
+	"        (SELECT group_concat(DISTINCT q.qname) FROM dns_answers a"
+	"         JOIN dns_queries q ON q.id = a.query_id"
+	"         WHERE a.addr_key = g.addr_key AND q.scope = g.scope)"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
@@ -54,19 +58,23 @@ int report_cut(const char *s, int max)
 }
 
 /*
- * What the rules say of a destination, by the names its scope resolved to it: the strictest
+ * What the rules say of a destination, by the names its connections carried and every name its
+ * scope resolved to it (domains, resolved: comma-separated): the strictest
  * decision, "+shared" when another of its names is not enforced (the address stays reachable
  * unless the agent runs with --shared-address block). "" when no rule speaks of them.
  */
-static void dest_rule(const struct policy *p, const char *scope, const char *domains, char *buf,
-		      size_t len)
+static void dest_rule(const struct policy *p, const char *scope, const char *domains,
+		      const char *resolved, char *buf, size_t len)
 {
 	struct policy_decision best = { 0 };
 	char *names = NULL;
 	int found = 0, enforced = 0, reachable = 0;
 
 	buf[0] = '\0';
-	if (!p || !domains || !*domains || !(names = strdup(domains)))
+	domains = domains ? domains : "";
+	resolved = resolved ? resolved : "";
+	if (!p || (!*domains && !*resolved) ||
+	    asprintf(&names, "%s,%s", domains, resolved) < 0)
 		return;
 	for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
 		struct policy_decision d;
@@ -239,7 +247,8 @@ int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy 
 		if (!f->limit)
 			n++;
 		dest_rule(p, (const char *)sqlite3_column_text(st, 0),
-			  (const char *)sqlite3_column_text(st, 9), rule, sizeof(rule));
+			  (const char *)sqlite3_column_text(st, 9),
+			  (const char *)sqlite3_column_text(st, COLS), rule, sizeof(rule));
 		if (fmt == REPORT_CSV)
 			csv_row(out, st, rule);
 		else if (fmt == REPORT_JSON)

@@ -392,3 +392,22 @@ nettrail policy add =ci.example.test --scope deploy --mode allow" "one exact all
 		"recorded as the default's, with no rule id"
 	expect_eq "$(attempts other 127.0.0.12 18506 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "the other scope reaches it"
 }
+
+test_policy_shared_address_is_decided_by_an_option_and_reported() {
+	# A CDN's address: an enforced name and a name that may be reached both resolve to it.
+	start_dnsmasq --host-record=shared.other.test,127.0.0.10
+	serve_tcp 18509
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER shared.other.test;
+		$PY $NETUTIL connect 127.0.0.10 18509" >/dev/null
+	pol add example.test --scope deploy --mode enforce
+	local ATTEMPT_OPTS=--enforce-loopback
+	expect_eq "$(attempts deploy 127.0.0.10 18509 | tr '\n' ' ')" "tcp ok udp ok sendto ok " \
+		"by default the name that may be reached keeps the address"
+	ATTEMPT_OPTS="--enforce-loopback --shared-address block"
+	expect_eq "$(attempts deploy 127.0.0.10 18509 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " \
+		"--shared-address block refuses it"
+	"$NETTRAIL" deps --scope deploy --db "$DB" >"$T/deps.out" || fail "deps"
+	expect_match "$(grep '18509' "$T/deps.out" | head -1)" "enforce example.test \+shared" "the conflict in the report"
+	expect_match "$(cat "$T/deps.out")" "\+shared: a name that may be reached resolved to this address too" "explained"
+}
