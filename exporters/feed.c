@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * The event feed: connections and DNS queries (with their answers) read from the store in
- * event-id order and encoded as schema/nettrail.proto's Event, varint-delimited protobuf or
- * NDJSON in proto3's JSON mapping.
+ * The event feed: connections, DNS queries (with their answers) and rule changes read from
+ * the store in event-id order and encoded as schema/nettrail.proto's Event, varint-delimited
+ * protobuf or NDJSON in proto3's JSON mapping.
  *
- * Each table is read by its INTEGER PRIMARY KEY (id > ?, in id order, LIMIT max) joined to
- * its process row; the two cursors are merged in C. Answers come from one cursor over
- * dns_answers in (query_id, rowid) order that moves along with the queries, and seeks again
- * only when a filter skipped queries. One read transaction per call gives one snapshot, so
- * the merge never sees a later event without the earlier ones.
+ * Each table is read by its INTEGER PRIMARY KEY (id > ?, in id order, LIMIT max), connections
+ * and queries joined to their process row; the three cursors are merged in C. Answers come
+ * from one cursor over dns_answers in (query_id, rowid) order that moves along with the
+ * queries, and seeks again only when a filter skipped queries. One read transaction per call
+ * gives one snapshot, so the merge never sees a later event without the earlier ones.
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,12 +18,14 @@
 #include "feed.h"
 #include "nettrail.pb-c.h"
 
-/* Migration 3 gave connections and DNS queries one sequence of ids. */
+/* Migration 3 gave connections and DNS queries one sequence of ids; 4 added rule_changes. */
 #define FEED_SCHEMA_MIN 3
+#define FEED_SCHEMA_RULES 4
 
 enum feed_stmt {
 	ST_CONN,
 	ST_DNS,
+	ST_RULES, /* NULL on a database of schema 3: it has no rule changes */
 	ST_ANSWERS,
 	ST_SEQ,
 	ST_BEGIN,
@@ -43,6 +45,11 @@ enum {
 	C_ANSWERS, C_ERROR,
 };
 
+/* Columns of ST_RULES: id, time and scope where the events have them, then its own. */
+enum {
+	R_BY = C_SCOPE + 1, R_ACTION, R_RULE_ID, R_PATTERN, R_OLD_MODE, R_NEW_MODE, R_NOTE,
+};
+
 #define COMMON_COLS(t)                                                                          \
 	"SELECT " t ".id, " t ".time_ns, " t ".scope, " t ".run_id, " t ".verdict, " t ".rule, " \
 	t ".cgroup_id, " t ".tid, p.id, p.pid, p.ppid, p.uid, p.gid, p.comm, p.exe, p.cmdline,"  \
@@ -56,6 +63,11 @@ static const char *const stmt_sql[ST_MAX] = {
 		FROM_WHERE("connections", "c"),
 	[ST_DNS] = COMMON_COLS("q") "q.qname, q.qtype, q.rcode, q.transport, q.resolver,"
 		" q.upstream, q.latency_ns, q.answers, q.error" FROM_WHERE("dns_queries", "q"),
+	/* A change of a rule for every scope (scope '') concerns each scope: any filter has it. */
+	[ST_RULES] = "SELECT id, time_ns, scope, \"by\", action, rule_id, pattern, old_mode,"
+		     " new_mode, note FROM rule_changes"
+		     " WHERE id > ?1 AND (?2 IS NULL OR scope = ?2 OR scope = '')"
+		     " ORDER BY id LIMIT ?3",
 	/* dns_answers_by_query holds (query_id, rowid): answer order without a sort. */
 	[ST_ANSWERS] = "SELECT query_id, name, type, value, ttl FROM dns_answers"
 		       " WHERE query_id >= ?1 ORDER BY query_id, rowid",
@@ -382,7 +394,49 @@ static int pb_append(const Nettrail__V1__Event *ev, struct feed_buf *out)
 	return 0;
 }
 
-/* The event on the row of st (kind FEED_KIND_*) as a delimited Event; answers in r. */
+static int pb_rule_change(struct feed_reader *r, sqlite3_stmt *st, Nettrail__V1__RuleChange *c)
+{
+	c->pattern = pb_str(r, col_text(st, R_PATTERN)); /* NULL for a scope default: "" */
+	c->scope = pb_str(r, col_text(st, C_SCOPE));
+	c->old_mode = pb_str(r, col_text(st, R_OLD_MODE));
+	c->new_mode = pb_str(r, col_text(st, R_NEW_MODE));
+	c->by = pb_str(r, col_text(st, R_BY));
+	c->note = pb_str(r, col_text(st, R_NOTE));
+	c->action = pb_str(r, col_text(st, R_ACTION));
+	c->rule_id = (uint64_t)sqlite3_column_int64(st, R_RULE_ID);
+	return c->pattern && c->scope && c->old_mode && c->new_mode && c->by && c->note && c->action
+		       ? 0 : -ENOMEM;
+}
+
+/* The members every kind has: id, time and scope (ev->scope NULL when out of memory). */
+static void pb_header(struct feed_reader *r, sqlite3_stmt *st, Nettrail__V1__Event *ev,
+		      Nettrail__V1__Timestamp *ts)
+{
+	ev->id = (uint64_t)sqlite3_column_int64(st, C_ID);
+	split_ns(sqlite3_column_int64(st, C_TIME), &ts->seconds, &ts->nanos);
+	ev->time = ts;
+	ev->scope = pb_str(r, col_text(st, C_SCOPE));
+}
+
+/* The rule change on the row of st (ST_RULES) as a delimited Event. */
+static int pb_rule_event(struct feed_reader *r, sqlite3_stmt *st, struct feed_buf *out)
+{
+	Nettrail__V1__Event ev = NETTRAIL__V1__EVENT__INIT;
+	Nettrail__V1__Timestamp ts = NETTRAIL__V1__TIMESTAMP__INIT;
+	Nettrail__V1__RuleChange rc = NETTRAIL__V1__RULE_CHANGE__INIT;
+	int k;
+
+	pb_header(r, st, &ev, &ts);
+	ev.kind_case = NETTRAIL__V1__EVENT__KIND_RULE_CHANGE;
+	ev.rule_change = &rc;
+	k = ev.scope ? pb_rule_change(r, st, &rc) : -ENOMEM;
+	if (k >= 0)
+		k = pb_append(&ev, out);
+	pb_fixes_free(r);
+	return k;
+}
+
+/* The connect or DNS query (kind) on the row of st as a delimited Event; answers in r. */
 static int pb_event(struct feed_reader *r, unsigned kind, sqlite3_stmt *st, struct feed_buf *out)
 {
 	Nettrail__V1__Event ev = NETTRAIL__V1__EVENT__INIT;
@@ -392,10 +446,7 @@ static int pb_event(struct feed_reader *r, unsigned kind, sqlite3_stmt *st, stru
 	Nettrail__V1__DnsQuery dns = NETTRAIL__V1__DNS_QUERY__INIT;
 	int k;
 
-	ev.id = (uint64_t)sqlite3_column_int64(st, C_ID);
-	split_ns(sqlite3_column_int64(st, C_TIME), &ts.seconds, &ts.nanos);
-	ev.time = &ts;
-	ev.scope = pb_str(r, col_text(st, C_SCOPE));
+	pb_header(r, st, &ev, &ts);
 	ev.run_id = (uint64_t)sqlite3_column_int64(st, C_RUN);
 	ev.verdict = verdict_of(col_text(st, C_VERDICT));
 	ev.rule = pb_str(r, col_text(st, C_RULE));
@@ -657,13 +708,47 @@ static void json_dns(struct feed_reader *r, struct jw *w, sqlite3_stmt *st)
 	jw_close(w);
 }
 
-/* The event on the row of st as one line of JSON, members in field-number order. */
+static void json_rule_change(struct jw *w, sqlite3_stmt *st)
+{
+	jw_open(w, "ruleChange");
+	jw_str(w, "pattern", col_text(st, R_PATTERN));
+	jw_str(w, "scope", col_text(st, C_SCOPE));
+	jw_str(w, "oldMode", col_text(st, R_OLD_MODE));
+	jw_str(w, "newMode", col_text(st, R_NEW_MODE));
+	jw_str(w, "by", col_text(st, R_BY));
+	jw_str(w, "note", col_text(st, R_NOTE));
+	jw_str(w, "action", col_text(st, R_ACTION));
+	jw_u64(w, "ruleId", (uint64_t)sqlite3_column_int64(st, R_RULE_ID));
+	jw_close(w);
+}
+
+/* The members of a connect or a DNS query (kind) that follow its time. */
+static void json_attempt(struct feed_reader *r, struct jw *w, unsigned kind, sqlite3_stmt *st)
+{
+	int v = verdict_of(col_text(st, C_VERDICT));
+
+	if (kind == FEED_KIND_CONNECT)
+		json_connect(w, st);
+	else
+		json_dns(r, w, st);
+	json_process(w, st);
+	jw_str(w, "scope", col_text(st, C_SCOPE));
+	jw_u64(w, "runId", (uint64_t)sqlite3_column_int64(st, C_RUN));
+	if (v != NETTRAIL__V1__VERDICT__VERDICT_UNSPECIFIED)
+		jw_str(w, "verdict", verdict_names[v]);
+	jw_str(w, "rule", col_text(st, C_RULE));
+	jw_u64(w, "cgroupId", (uint64_t)sqlite3_column_int64(st, C_CGROUP));
+}
+
+/*
+ * The event on the row of st as one line of JSON, members in field-number order. A rule
+ * change has no process, run, verdict, rule or cgroup: only its scope follows it.
+ */
 static int json_event(struct feed_reader *r, unsigned kind, sqlite3_stmt *st, struct feed_buf *out)
 {
 	struct jw w = { .b = out };
 	int64_t sec;
 	int32_t nsec;
-	int v = verdict_of(col_text(st, C_VERDICT));
 
 	jw_open(&w, NULL);
 	jw_u64(&w, "id", (uint64_t)sqlite3_column_int64(st, C_ID));
@@ -672,17 +757,12 @@ static int json_event(struct feed_reader *r, unsigned kind, sqlite3_stmt *st, st
 	jw_i64(&w, "seconds", sec, 0);
 	jw_i32(&w, "nanos", nsec);
 	jw_close(&w);
-	if (kind == FEED_KIND_CONNECT)
-		json_connect(&w, st);
-	else
-		json_dns(r, &w, st);
-	json_process(&w, st);
-	jw_str(&w, "scope", col_text(st, C_SCOPE));
-	jw_u64(&w, "runId", (uint64_t)sqlite3_column_int64(st, C_RUN));
-	if (v != NETTRAIL__V1__VERDICT__VERDICT_UNSPECIFIED)
-		jw_str(&w, "verdict", verdict_names[v]);
-	jw_str(&w, "rule", col_text(st, C_RULE));
-	jw_u64(&w, "cgroupId", (uint64_t)sqlite3_column_int64(st, C_CGROUP));
+	if (kind == FEED_KIND_RULE_CHANGE) {
+		json_rule_change(&w, st);
+		jw_str(&w, "scope", col_text(st, C_SCOPE));
+	} else {
+		json_attempt(r, &w, kind, st);
+	}
 	jw_close(&w);
 	jw_lit(&w, "\n");
 	return w.err;
@@ -770,9 +850,22 @@ static int answers_collect(struct feed_reader *r, int64_t qid)
 	return 0;
 }
 
-static int emit(struct feed_reader *r, unsigned kind, enum feed_format fmt, struct feed_buf *out)
+/* The table cursors of the merge: one per kind. */
+static const struct {
+	unsigned kind;
+	enum feed_stmt stmt;
+} cursors[] = {
+	{ FEED_KIND_CONNECT, ST_CONN },
+	{ FEED_KIND_DNS, ST_DNS },
+	{ FEED_KIND_RULE_CHANGE, ST_RULES },
+};
+
+#define N_CURSORS (sizeof(cursors) / sizeof(cursors[0]))
+
+/* The event on the row of st, of kind, appended to out. */
+static int emit(struct feed_reader *r, unsigned kind, sqlite3_stmt *st, enum feed_format fmt,
+		struct feed_buf *out)
 {
-	sqlite3_stmt *st = r->stmt[kind == FEED_KIND_CONNECT ? ST_CONN : ST_DNS];
 	int k = 0;
 
 	if (kind == FEED_KIND_DNS)
@@ -781,16 +874,23 @@ static int emit(struct feed_reader *r, unsigned kind, enum feed_format fmt, stru
 		r->n_ans = 0;
 	if (k < 0)
 		return k;
-	return fmt == FEED_PROTOBUF ? pb_event(r, kind, st, out) : json_event(r, kind, st, out);
+	if (fmt == FEED_NDJSON)
+		return json_event(r, kind, st, out);
+	if (kind == FEED_KIND_RULE_CHANGE)
+		return pb_rule_event(r, st, out);
+	return pb_event(r, kind, st, out);
 }
 
-/* Binds a table cursor and steps to its first row: 1, 0 (none, or kind not wanted), -errno. */
+/*
+ * Binds a table cursor and steps to its first row: 1, 0 (none, kind not wanted, or a table
+ * the schema does not have yet), or -errno.
+ */
 static int cursor_start(struct feed_reader *r, int which, int wanted, const char *scope,
 			int64_t after_id, size_t max)
 {
 	sqlite3_stmt *st = r->stmt[which];
 
-	if (!wanted)
+	if (!wanted || !st)
 		return 0;
 	sqlite3_bind_int64(st, 1, after_id);
 	if (scope)
@@ -808,30 +908,47 @@ static void reset_all(struct feed_reader *r)
 	r->ans_state = ANS_IDLE;
 }
 
-/* The merge of both cursors, in one transaction already begun. Events appended, or -errno. */
+/* The cursor (index into cursors) on the lowest id of those on a row, or -1 when none is. */
+static int cursor_lowest(struct feed_reader *r, const int *have, int64_t *ret_id)
+{
+	int best = -1;
+
+	for (size_t i = 0; i < N_CURSORS; i++) {
+		int64_t id;
+
+		if (!have[i])
+			continue;
+		id = sqlite3_column_int64(r->stmt[cursors[i].stmt], C_ID);
+		if (best < 0 || id < *ret_id) {
+			best = (int)i;
+			*ret_id = id;
+		}
+	}
+	return best;
+}
+
+/* The merge of the cursors, in one transaction already begun. Events appended, or -errno. */
 static int feed_merge(struct feed_reader *r, unsigned kinds, const char *scope, int64_t after_id,
 		      size_t max, enum feed_format fmt, struct feed_buf *out, int64_t *last)
 {
-	int have_c, have_d, n = 0, k;
+	int have[N_CURSORS], n = 0, i, k;
+	int64_t id = 0;
 
-	have_c = cursor_start(r, ST_CONN, kinds & FEED_KIND_CONNECT, scope, after_id, max);
-	have_d = cursor_start(r, ST_DNS, kinds & FEED_KIND_DNS, scope, after_id, max);
-	if (have_c < 0 || have_d < 0)
-		return have_c < 0 ? have_c : have_d;
-	while ((size_t)n < max && (have_c || have_d)) {
-		int64_t c = have_c ? sqlite3_column_int64(r->stmt[ST_CONN], C_ID) : INT64_MAX;
-		int64_t d = have_d ? sqlite3_column_int64(r->stmt[ST_DNS], C_ID) : INT64_MAX;
-		unsigned kind = have_c && c < d ? FEED_KIND_CONNECT : FEED_KIND_DNS;
+	for (i = 0; i < (int)N_CURSORS; i++) {
+		have[i] = cursor_start(r, cursors[i].stmt, kinds & cursors[i].kind, scope, after_id,
+				       max);
+		if (have[i] < 0)
+			return have[i];
+	}
+	while ((size_t)n < max && (i = cursor_lowest(r, have, &id)) >= 0) {
+		sqlite3_stmt *st = r->stmt[cursors[i].stmt];
 
-		k = emit(r, kind, fmt, out);
+		k = emit(r, cursors[i].kind, st, fmt, out);
 		if (k < 0)
 			return k;
-		*last = kind == FEED_KIND_CONNECT ? c : d;
+		*last = id;
 		n++;
-		if (kind == FEED_KIND_CONNECT)
-			k = have_c = step(r->stmt[ST_CONN]);
-		else
-			k = have_d = step(r->stmt[ST_DNS]);
+		k = have[i] = step(st);
 		if (k < 0)
 			return k;
 	}
@@ -850,7 +967,7 @@ int feed_read(struct feed_reader *r, const struct feed_filter *f, int64_t after_
 		return -EINVAL;
 	if (max > INT_MAX)
 		max = INT_MAX; /* the count is returned as an int */
-	if (max == 0 || !(kinds & (FEED_KIND_CONNECT | FEED_KIND_DNS)))
+	if (max == 0 || !(kinds & FEED_KIND_ALL))
 		return 0;
 	start_len = out->len;
 	k = step(r->stmt[ST_BEGIN]);
@@ -913,6 +1030,8 @@ static int feed_setup(struct feed_reader *r)
 	if (v < FEED_SCHEMA_MIN)
 		return -ENOMEDIUM;
 	for (int i = 0; i < ST_MAX; i++) {
+		if (i == ST_RULES && v < FEED_SCHEMA_RULES)
+			continue;
 		rc = sqlite3_prepare_v3(r->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 					&r->stmt[i], NULL);
 		if (rc != SQLITE_OK)

@@ -6,9 +6,9 @@
 #include <stdint.h>
 
 /*
- * The event feed (/v1/events): the store's connections and DNS queries in event-id order,
- * encoded as schema/nettrail.proto's Event. A consumer resumes after the last id it holds,
- * so one that reconnects loses nothing the store still has.
+ * The event feed (/v1/events): the store's connections, DNS queries and rule changes in
+ * event-id order, encoded as schema/nettrail.proto's Event. A consumer resumes after the last
+ * id it holds, so one that reconnects loses nothing the store still has.
  *
  * A reader has its own SQLite connection and scratch memory: one thread at a time uses it
  * (a server with several threads opens one per thread).
@@ -26,12 +26,13 @@ enum feed_format {
 enum feed_kind {
 	FEED_KIND_CONNECT = 1 << 0,
 	FEED_KIND_DNS = 1 << 1,
-	FEED_KIND_RULE_CHANGE = 1 << 2, /* none recorded yet */
+	FEED_KIND_RULE_CHANGE = 1 << 2, /* of a rule or a scope default */
 	FEED_KIND_ALL = 7,
 };
 
 struct feed_filter {
-	const char *scope; /* NULL: all */
+	/* NULL: all. A rule change for every scope (scope '') passes any scope filter. */
+	const char *scope;
 	unsigned kinds;    /* FEED_KIND_* mask; 0 means all, as FEED_KIND_ALL */
 };
 

@@ -316,7 +316,7 @@ static const char index_html[] =
 	"<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
 	"<li><a href=\"/v1/events?format=ndjson&amp;limit=100\">/v1/events</a>: the event feed, "
 	"varint-delimited protobuf (schema/nettrail.proto), or format=ndjson; since=ID, "
-	"follow=1, scope=, kind=connect,dns, limit=</li>\n"
+	"follow=1, scope=, kind=connect,dns,rule_change, limit=</li>\n"
 	"<li><a href=\"/healthz\">/healthz</a>: the process is up</li>\n"
 	"<li><a href=\"/readyz\">/readyz</a>: BPF attached, store writable, DNS proxy serving</li>\n"
 	"</ul>\n</body></html>\n";

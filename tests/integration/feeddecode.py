@@ -14,11 +14,13 @@
 #   id               the event id
 #   kind             'connect', 'dns' or 'rule_change' (which member of Event.kind is set)
 #   scope            Event.scope
-#   pid              Process.pid; empty when the event names no process row (pid 0)
+#   pid              Process.pid; empty when the event names no process row (pid 0), and
+#                    for a rule change
 #   addr_or_qname    connect: Connect.addr;   dns: DnsQuery.qname; rule_change: pattern
+#                    (empty for a change of a scope default)
 #   port_or_qtype    connect: Connect.port;   dns: DnsQuery.qtype; rule_change: new_mode
 #   verdict          'allowed', 'would_block' or 'blocked' (the enum's name in lowercase,
-#                    as the store writes it); empty for VERDICT_UNSPECIFIED
+#                    as the store writes it); empty for VERDICT_UNSPECIFIED (a rule change)
 #   domain_or_rcode  connect: Connect.domain; dns: DnsQuery.rcode; rule_change: old_mode
 #
 # The same lines from the database:
@@ -28,6 +30,9 @@
 #               UNION ALL
 #               SELECT q.id, 'dns', q.scope, p.pid, q.qname, q.qtype, q.verdict, q.rcode
 #               FROM dns_queries q LEFT JOIN processes p ON p.id = q.process_id
+#               UNION ALL
+#               SELECT id, 'rule_change', scope, NULL, pattern, new_mode, NULL, old_mode
+#               FROM rule_changes
 #               ORDER BY 1"
 #
 # Strings are written as UTF-8 (the feed has replaced bytes that were not, by U+FFFD).

@@ -5,6 +5,8 @@
  * read back as varint-delimited protobuf (decoded by protobuf-c's generated code, every field
  * checked) and as NDJSON (exact lines, and every line valid JSON); resuming after an id in
  * small batches; the scope and kind filters; UTF-8 repair of command lines; feed_last_id.
+ * Rule changes, with ids of the same sequence taken between the events', come out in id order
+ * among them, through the same filters and cursor; a database of schema 3 has none.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -146,6 +148,50 @@ static const struct want events[] = {
 
 #define N_EVENTS ((int)(sizeof(events) / sizeof(events[0])))
 
+/* One rule_changes row as `nettrail policy` writes it, and as the feed must give it back. */
+struct want_change {
+	int64_t time_ns;
+	const char *action, *scope;
+	const char *pattern;            /* NULL for a scope default */
+	const char *old_mode, *new_mode; /* NULL: none */
+	const char *by, *note;
+	int64_t rule_id;                /* 0: NULL, a scope default */
+	const char *by_out, *note_out;  /* as the feed gives them; NULL: as stored */
+};
+
+static const struct want_change changes[] = {
+	{ .time_ns = T0 - SEC, .action = "add", .scope = "", .pattern = "example.com",
+	  .new_mode = "monitor", .by = "alice (uid 0 via sudo)", .note = "watch first",
+	  .rule_id = 1 },
+	/* A scope's first default: no pattern, no rule, no old mode, no note. */
+	{ .time_ns = T0 + SEC + 500, .action = "default", .scope = "web", .new_mode = "enforce",
+	  .by = "root (uid 0)" },
+	/* Quotes, a newline and bytes that are not UTF-8, in who and why. */
+	{ .time_ns = T0 + 3 * SEC + 7, .action = "set", .scope = "db", .pattern = "=gone.example",
+	  .old_mode = "monitor", .new_mode = "enforce", .by = "b\xff" "ob (uid 1000)",
+	  .note = "incident \"7\"\n\xc0\xaf", .rule_id = 2, .by_out = "b" FFFD "ob (uid 1000)",
+	  .note_out = "incident \"7\"\n" FFFD FFFD },
+	{ .time_ns = T0 + 6 * SEC + 1, .action = "rm", .scope = "", .pattern = "example.com",
+	  .old_mode = "monitor", .by = "alice (uid 0 via sudo)", .rule_id = 1 },
+	/* The default of every scope, changed after the last event. */
+	{ .time_ns = T0 + 9 * SEC, .action = "default", .scope = "", .old_mode = "allow",
+	  .new_mode = "monitor", .by = "root (uid 0)", .note = "audit week" },
+};
+
+#define N_CHANGES ((int)(sizeof(changes) / sizeof(changes[0])))
+
+/*
+ * The mixed data set: events and rule changes in the order their ids are taken, so item i
+ * has id i + 1. EV(n) is events[n], RC(n) changes[n].
+ */
+#define EV(n) (n)
+#define RC(n) (-1 - (n))
+static const int mixed[] = {
+	RC(0), EV(0), EV(1), RC(1), EV(2), EV(3), RC(2), EV(4), EV(5), EV(6), RC(3), EV(7), RC(4),
+};
+
+#define N_MIXED ((int)(sizeof(mixed) / sizeof(mixed[0])))
+
 struct fixture {
 	char dir[1024];
 	char path[1024 + 16];
@@ -272,14 +318,43 @@ static void insert_want_dns(struct fixture *f, const struct want *w)
 	assert_int_equal(store_insert_dns(f->s, &d, f->proc[w->proc], w->scope, f->run[w->run]), 0);
 }
 
-/* The data set, in one writer transaction, then each event's rule by SQL; ids 1..N_EVENTS. */
-static void insert_events(struct fixture *f)
+/*
+ * A rule change with the next id of the store's sequence, inside its transaction, as
+ * agent/rules.c records one (that module is not linked here: the feed reads this table only).
+ */
+static void insert_change(struct fixture *f, const struct want_change *c)
+{
+	sqlite3_stmt *st;
+	int64_t id;
+
+	assert_int_equal(store_next_event_id(f->s, &id), 0);
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+					    "INSERT INTO rule_changes (id, time_ns, by, action,"
+					    " rule_id, scope, pattern, old_mode, new_mode, note)"
+					    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, c->time_ns);
+	sqlite3_bind_text(st, 3, c->by, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, c->action, -1, SQLITE_STATIC);
+	if (c->rule_id)
+		sqlite3_bind_int64(st, 5, c->rule_id);
+	sqlite3_bind_text(st, 6, c->scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, c->pattern, -1, SQLITE_STATIC); /* NULL binds NULL */
+	sqlite3_bind_text(st, 8, c->old_mode, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, c->new_mode, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, c->note, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+/* The runs and processes the events name. */
+static void insert_owners(struct fixture *f)
 {
 	struct run_row web = { .scope = "web", .cgroup = "/sys/fs/cgroup/nettrail/web/1",
 			       .cgroup_id = 77, .command = "./deploy.sh", .host = "h", .mode = "agent",
 			       .started_ns = T0 };
 	struct run_row db = web;
-	char sql[256];
 
 	db.scope = "db";
 	db.cgroup_id = 79;
@@ -287,22 +362,47 @@ static void insert_events(struct fixture *f)
 	assert_int_equal(store_run_begin(f->s, &db, &f->run[2]), 0);
 	for (int i = 0; i < 4; i++)
 		f->proc[i + 1] = put_proc(f->s, &procs[i], i < 2 ? "web" : "db", f->run[i < 2 ? 1 : 2]);
+}
+
+/*
+ * The items of order (EV and RC, as in mixed[]) in one writer transaction, so item i gets id
+ * i + 1; then each event's rule by SQL.
+ */
+static void insert_items(struct fixture *f, const int *order, int n)
+{
+	char sql[256];
+
+	insert_owners(f);
 	assert_int_equal(store_begin(f->s), 0);
-	for (int i = 0; i < N_EVENTS; i++) {
-		if (events[i].kind == FEED_KIND_CONNECT)
-			insert_want_conn(f, &events[i]);
+	for (int i = 0; i < n; i++) {
+		if (order[i] < 0)
+			insert_change(f, &changes[-1 - order[i]]);
+		else if (events[order[i]].kind == FEED_KIND_CONNECT)
+			insert_want_conn(f, &events[order[i]]);
 		else
-			insert_want_dns(f, &events[i]);
+			insert_want_dns(f, &events[order[i]]);
 	}
 	assert_int_equal(store_commit(f->s), 0);
-	for (int i = 0; i < N_EVENTS; i++) {
-		if (!events[i].rule)
+	for (int i = 0; i < n; i++) {
+		const struct want *w = order[i] >= 0 ? &events[order[i]] : NULL;
+
+		if (!w || !w->rule)
 			continue;
 		snprintf(sql, sizeof(sql), "UPDATE %s SET rule = '%s' WHERE id = %d",
-			 events[i].kind == FEED_KIND_CONNECT ? "connections" : "dns_queries",
-			 events[i].rule, i + 1);
+			 w->kind == FEED_KIND_CONNECT ? "connections" : "dns_queries", w->rule,
+			 i + 1);
 		assert_int_equal(sqlite3_exec(store_db(f->s), sql, NULL, NULL, NULL), SQLITE_OK);
 	}
+}
+
+/* The events alone, ids 1..N_EVENTS. */
+static void insert_events(struct fixture *f)
+{
+	int order[N_EVENTS];
+
+	for (int i = 0; i < N_EVENTS; i++)
+		order[i] = EV(i);
+	insert_items(f, order, N_EVENTS);
 }
 
 static int setup_events(void **state)
@@ -315,6 +415,17 @@ static int setup_events(void **state)
 		return -1;
 	f = *state;
 	insert_events(f);
+	return 0;
+}
+
+/* The events and rule changes of mixed[], ids 1..N_MIXED. */
+static int setup_mixed(void **state)
+{
+	memset(long_cmdline, 'x', LONG_CMDLINE);
+	memcpy(long_cmdline, "python3 -c ", 11);
+	if (setup_empty(state) < 0)
+		return -1;
+	insert_items(*state, mixed, N_MIXED);
 	return 0;
 }
 
@@ -441,12 +552,13 @@ static void check_dns(const Nettrail__V1__DnsQuery *q, const struct want *w)
 	}
 }
 
-/* Every field of a decoded event against events[idx], which has id idx + 1. */
-static void check_event(const struct fixture *f, const Nettrail__V1__Event *ev, int idx)
+/* Every field of a decoded event against events[idx], which has id `id`. */
+static void check_event_id(const struct fixture *f, const Nettrail__V1__Event *ev, int idx,
+			   int64_t id)
 {
 	const struct want *w = &events[idx];
 
-	assert_int_equal(ev->id, idx + 1);
+	assert_int_equal(ev->id, id);
 	assert_non_null(ev->time);
 	assert_int_equal(ev->time->seconds, w->time_ns / SEC);
 	assert_int_equal(ev->time->nanos, w->time_ns % SEC);
@@ -463,6 +575,50 @@ static void check_event(const struct fixture *f, const Nettrail__V1__Event *ev, 
 		assert_int_equal(ev->kind_case, NETTRAIL__V1__EVENT__KIND_DNS);
 		check_dns(ev->dns, w);
 	}
+}
+
+/* The same, for the data set of events alone: events[idx] has id idx + 1. */
+static void check_event(const struct fixture *f, const Nettrail__V1__Event *ev, int idx)
+{
+	check_event_id(f, ev, idx, idx + 1);
+}
+
+/* Every field of a decoded rule change against changes[idx], which has id `id`. */
+static void check_change(const Nettrail__V1__Event *ev, int idx, int64_t id)
+{
+	const struct want_change *c = &changes[idx];
+	const Nettrail__V1__RuleChange *rc = ev->rule_change;
+
+	assert_int_equal(ev->id, id);
+	assert_non_null(ev->time);
+	assert_int_equal(ev->time->seconds, c->time_ns / SEC);
+	assert_int_equal(ev->time->nanos, c->time_ns % SEC);
+	/* The event's scope is the rule's; nothing of a connect or a query is set. */
+	assert_string_equal(ev->scope, c->scope);
+	assert_null(ev->process);
+	assert_int_equal(ev->run_id, 0);
+	assert_int_equal(ev->verdict, NETTRAIL__V1__VERDICT__VERDICT_UNSPECIFIED);
+	assert_string_equal(ev->rule, "");
+	assert_int_equal(ev->cgroup_id, 0);
+	assert_int_equal(ev->kind_case, NETTRAIL__V1__EVENT__KIND_RULE_CHANGE);
+	assert_non_null(rc);
+	assert_string_equal(rc->pattern, or_empty(c->pattern));
+	assert_string_equal(rc->scope, c->scope);
+	assert_string_equal(rc->old_mode, or_empty(c->old_mode));
+	assert_string_equal(rc->new_mode, or_empty(c->new_mode));
+	assert_string_equal(rc->by, c->by_out ? c->by_out : c->by);
+	assert_string_equal(rc->note, c->note_out ? c->note_out : or_empty(c->note));
+	assert_string_equal(rc->action, c->action);
+	assert_int_equal(rc->rule_id, c->rule_id);
+}
+
+/* A decoded event of the mixed data set against mixed[i]. */
+static void check_mixed(const struct fixture *f, const Nettrail__V1__Event *ev, int i)
+{
+	if (mixed[i] < 0)
+		check_change(ev, -1 - mixed[i], i + 1);
+	else
+		check_event_id(f, ev, mixed[i], i + 1);
 }
 
 /* The ids of a delimited stream, as "1 2 3". */
@@ -901,6 +1057,271 @@ static void test_last_id(void **state)
 	feed_buf_free(&b);
 }
 
+/* ---- rule changes ---------------------------------------------------------------------- */
+
+/* Rule changes come out in id order among the events, every field of both as stored. */
+static void test_rule_changes_protobuf(void **state)
+{
+	struct fixture *f = *state;
+	struct feed_buf b = { 0 };
+	Nettrail__V1__Event *evs[32];
+	int64_t last = -1;
+	size_t n;
+
+	assert_int_equal(feed_read(f->r, NULL, 0, 100, FEED_PROTOBUF, &b, &last), N_MIXED);
+	assert_int_equal(last, N_MIXED); /* the last one is a rule change */
+	n = decode_stream(&b, evs, 32, NULL);
+	assert_int_equal(n, N_MIXED);
+	for (int i = 0; i < N_MIXED; i++)
+		check_mixed(f, evs[i], i);
+	free_events(evs, n);
+	feed_buf_free(&b);
+}
+
+/* The since-cursor resumes past rule changes as past events: no repeat, no gap. */
+static void test_rule_changes_resume(void **state)
+{
+	struct fixture *f = *state;
+	struct feed_filter rules = { .kinds = FEED_KIND_RULE_CHANGE };
+	struct feed_buf all = { 0 }, part = { 0 };
+	Nettrail__V1__Event *evs[4];
+	int64_t last_all = 0, last;
+	char buf[64];
+
+	for (int fmt = FEED_PROTOBUF; fmt <= FEED_NDJSON; fmt++) {
+		all.len = 0;
+		assert_int_equal(feed_read(f->r, NULL, 0, 1000, fmt, &all, &last_all), N_MIXED);
+		for (size_t max = 1; max <= 4; max++) {
+			int k;
+
+			part.len = 0;
+			last = 0;
+			while ((k = feed_read(f->r, NULL, last, max, fmt, &part, &last)) > 0)
+				assert_true((size_t)k <= max);
+			assert_int_equal(k, 0);
+			assert_int_equal(last, last_all);
+			assert_int_equal(part.len, all.len);
+			assert_memory_equal(part.data, all.data, all.len);
+		}
+	}
+	/* One at a time: the first is a rule change, and the cursor stops on it. */
+	part.len = 0;
+	last = 0;
+	assert_int_equal(feed_read(f->r, NULL, last, 1, FEED_PROTOBUF, &part, &last), 1);
+	assert_int_equal(last, 1);
+	assert_int_equal(decode_stream(&part, evs, 4, NULL), 1);
+	check_change(evs[0], 0, 1);
+	free_events(evs, 1);
+	/* Resuming after a rule change (id 4) gives the event after it, then the next change. */
+	part.len = 0;
+	assert_int_equal(feed_read(f->r, NULL, 4, 3, FEED_PROTOBUF, &part, &last), 3);
+	assert_int_equal(last, 7);
+	assert_string_equal(stream_ids(&part, buf, sizeof(buf)), "5 6 7");
+	assert_int_equal(decode_stream(&part, evs, 4, NULL), 3);
+	check_event_id(f, evs[0], 2, 5);
+	check_change(evs[2], 2, 7);
+	free_events(evs, 3);
+	/* Rule changes alone, two at a time: each read resumes after the last change. */
+	last = 0;
+	for (const char *const *want = (const char *const[]){ "1 4", "7 11", "13", NULL }; *want;
+	     want++) {
+		part.len = 0;
+		assert_int_equal(feed_read(f->r, &rules, last, 2, FEED_PROTOBUF, &part, &last),
+				 strchr(*want, ' ') ? 2 : 1);
+		assert_string_equal(stream_ids(&part, buf, sizeof(buf)), *want);
+	}
+	assert_int_equal(last, 13);
+	part.len = 0;
+	assert_int_equal(feed_read(f->r, &rules, last, 2, FEED_PROTOBUF, &part, &last), 0);
+	assert_int_equal(last, 13);
+	assert_int_equal(part.len, 0);
+	feed_buf_free(&all);
+	feed_buf_free(&part);
+}
+
+/*
+ * The kind filter selects rule changes; the scope filter keeps those of its scope and those
+ * for every scope (scope ''), which concern it too.
+ */
+static void test_rule_changes_filters(void **state)
+{
+	struct fixture *f = *state;
+	const unsigned rc = FEED_KIND_RULE_CHANGE;
+	char buf[256];
+
+	for (size_t max = 1; max <= 100; max += 99) {
+		for (int fmt = FEED_PROTOBUF; fmt <= FEED_NDJSON; fmt++) {
+			assert_string_equal(filtered(f, NULL, 0, max, fmt, buf, sizeof(buf)),
+					    "1 2 3 4 5 6 7 8 9 10 11 12 13");
+			assert_string_equal(filtered(f, NULL, rc, max, fmt, buf, sizeof(buf)),
+					    "1 4 7 11 13");
+			assert_string_equal(filtered(f, NULL, FEED_KIND_CONNECT, max, fmt, buf,
+						     sizeof(buf)), "2 5 6 10");
+			assert_string_equal(filtered(f, NULL, FEED_KIND_DNS, max, fmt, buf, sizeof(buf)),
+					    "3 8 9 12");
+			assert_string_equal(filtered(f, NULL, FEED_KIND_CONNECT | rc, max, fmt, buf,
+						     sizeof(buf)), "1 2 4 5 6 7 10 11 13");
+			assert_string_equal(filtered(f, NULL, FEED_KIND_CONNECT | FEED_KIND_DNS, max,
+						     fmt, buf, sizeof(buf)), "2 3 5 6 8 9 10 12");
+			assert_string_equal(filtered(f, "web", 0, max, fmt, buf, sizeof(buf)),
+					    "1 2 3 4 5 6 11 13");
+			assert_string_equal(filtered(f, "db", 0, max, fmt, buf, sizeof(buf)),
+					    "1 7 9 10 11 12 13");
+			assert_string_equal(filtered(f, "unknown", 0, max, fmt, buf, sizeof(buf)),
+					    "1 8 11 13");
+			assert_string_equal(filtered(f, "web", rc, max, fmt, buf, sizeof(buf)),
+					    "1 4 11 13");
+			assert_string_equal(filtered(f, "db", FEED_KIND_DNS, max, fmt, buf, sizeof(buf)),
+					    "9 12");
+			/* A scope with no event of its own still has the changes for every scope. */
+			assert_string_equal(filtered(f, "nope", 0, max, fmt, buf, sizeof(buf)),
+					    "1 11 13");
+			assert_string_equal(filtered(f, "nope", FEED_KIND_DNS, max, fmt, buf,
+						     sizeof(buf)), "");
+		}
+	}
+}
+
+/* Rule changes as JSON lines: the proto3 JSON names, empty and absent members left out. */
+static void test_rule_changes_ndjson(void **state)
+{
+	struct fixture *f = *state;
+	struct feed_buf b = { 0 };
+	char *lines[32];
+	int64_t last = 0;
+	int n_changes = 0;
+
+	assert_int_equal(feed_read(f->r, NULL, 0, 100, FEED_NDJSON, &b, &last), N_MIXED);
+	assert_int_equal(last, N_MIXED);
+	assert_int_equal(split_lines(&b, lines, 32), N_MIXED);
+	for (int i = 0; i < N_MIXED; i++) {
+		char id[32];
+
+		assert_true(json_line_valid(lines[i]));
+		snprintf(id, sizeof(id), "{\"id\":\"%d\",", i + 1);
+		assert_memory_equal(lines[i], id, strlen(id));
+		assert_true((strstr(lines[i], "\"ruleChange\":") != NULL) == (mixed[i] < 0));
+		n_changes += mixed[i] < 0;
+	}
+	assert_int_equal(n_changes, N_CHANGES);
+	/* A rule for every scope: no scope member, in the change or the event. */
+	assert_string_equal(lines[0],
+		"{\"id\":\"1\",\"time\":{\"seconds\":\"1699999999\",\"nanos\":123456789},"
+		"\"ruleChange\":{\"pattern\":\"example.com\",\"newMode\":\"monitor\","
+		"\"by\":\"alice (uid 0 via sudo)\",\"note\":\"watch first\",\"action\":\"add\","
+		"\"ruleId\":\"1\"}}");
+	/* The event after it is the connect it was, with its new id. */
+	assert_memory_equal(lines[1],
+		"{\"id\":\"2\",\"time\":{\"seconds\":\"1700000000\",\"nanos\":123456789},"
+		"\"connect\":{\"kind\":\"connect\",",
+		strlen("{\"id\":\"2\",\"time\":{\"seconds\":\"1700000000\",\"nanos\":123456789},"
+		       "\"connect\":{\"kind\":\"connect\","));
+	/* A scope's default: no pattern, no rule id, no old mode; the scope in both places. */
+	assert_string_equal(lines[3],
+		"{\"id\":\"4\",\"time\":{\"seconds\":\"1700000001\",\"nanos\":123457289},"
+		"\"ruleChange\":{\"scope\":\"web\",\"newMode\":\"enforce\",\"by\":\"root (uid 0)\","
+		"\"action\":\"default\"},\"scope\":\"web\"}");
+	/* Quotes and a newline escaped, ill-formed UTF-8 as \ufffd. */
+	assert_string_equal(lines[6],
+		"{\"id\":\"7\",\"time\":{\"seconds\":\"1700000003\",\"nanos\":123456796},"
+		"\"ruleChange\":{\"pattern\":\"=gone.example\",\"scope\":\"db\",\"oldMode\":\"monitor\","
+		"\"newMode\":\"enforce\",\"by\":\"b\\ufffdob (uid 1000)\","
+		"\"note\":\"incident \\\"7\\\"\\n\\ufffd\\ufffd\",\"action\":\"set\",\"ruleId\":\"2\"},"
+		"\"scope\":\"db\"}");
+	/* A rule removed: no new mode. */
+	assert_string_equal(lines[10],
+		"{\"id\":\"11\",\"time\":{\"seconds\":\"1700000006\",\"nanos\":123456790},"
+		"\"ruleChange\":{\"pattern\":\"example.com\",\"oldMode\":\"monitor\","
+		"\"by\":\"alice (uid 0 via sudo)\",\"action\":\"rm\",\"ruleId\":\"1\"}}");
+	/* The default of every scope. */
+	assert_string_equal(lines[12],
+		"{\"id\":\"13\",\"time\":{\"seconds\":\"1700000009\",\"nanos\":123456789},"
+		"\"ruleChange\":{\"oldMode\":\"allow\",\"newMode\":\"monitor\",\"by\":\"root (uid 0)\","
+		"\"note\":\"audit week\",\"action\":\"default\"}}");
+	feed_buf_free(&b);
+}
+
+/* A change committed later is read after the last id, as a follower polls; not before. */
+static void test_rule_change_committed_later(void **state)
+{
+	struct fixture *f = *state;
+	struct feed_filter web = { .scope = "web", .kinds = FEED_KIND_RULE_CHANGE };
+	struct feed_filter db = { .scope = "db" };
+	struct feed_buf b = { 0 };
+	Nettrail__V1__Event *evs[2];
+	int64_t last = 0, seq = 0, db_last = N_MIXED;
+
+	assert_int_equal(feed_read(f->r, NULL, 0, 100, FEED_PROTOBUF, &b, &last), N_MIXED);
+	assert_int_equal(store_begin(f->s), 0);
+	insert_change(f, &changes[1]); /* web's default, again */
+	assert_int_equal(feed_last_id(f->r, &seq), 0);
+	assert_int_equal(seq, N_MIXED);
+	b.len = 0;
+	assert_int_equal(feed_read(f->r, &web, last, 100, FEED_PROTOBUF, &b, &last), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(feed_last_id(f->r, &seq), 0);
+	assert_int_equal(seq, N_MIXED + 1);
+	assert_int_equal(feed_read(f->r, &web, last, 100, FEED_PROTOBUF, &b, &last), 1);
+	assert_int_equal(last, N_MIXED + 1);
+	assert_int_equal(decode_stream(&b, evs, 2, NULL), 1);
+	check_change(evs[0], 1, N_MIXED + 1);
+	free_events(evs, 1);
+	/* Another scope's follower does not get it. */
+	b.len = 0;
+	assert_int_equal(feed_read(f->r, &db, db_last, 100, FEED_PROTOBUF, &b, &db_last), 0);
+	assert_int_equal(db_last, N_MIXED);
+	feed_buf_free(&b);
+}
+
+/*
+ * A database of schema 3 (before rule_changes) is served as before: its events, and no rule
+ * change for any filter.
+ */
+static void test_rule_changes_schema3(void **state)
+{
+	struct fixture *f = *state;
+	struct feed_filter rules = { .kinds = FEED_KIND_RULE_CHANGE };
+	struct feed_reader *r = NULL;
+	struct feed_buf b = { 0 };
+	int64_t last = 0;
+	char marker[32];
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	for (int v = 1; v <= 3; v++) {
+		const char *start, *end;
+		char *sql;
+
+		snprintf(marker, sizeof(marker), "\n-- migration %d\n", v);
+		start = strstr(nt_schema_sql, marker);
+		assert_non_null(start);
+		start += strlen(marker);
+		end = strstr(start, "\n-- migration ");
+		sql = strndup(start, end ? (size_t)(end - start) : strlen(start));
+		assert_non_null(sql);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		free(sql);
+	}
+	assert_int_equal(sqlite3_exec(db,
+		"INSERT INTO processes (id, pid, start_ns, exec_id, cmdline_source, first_seen_ns,"
+		" boot_id) VALUES (1, 100, 5, 0, 'proc', 0, 'b');"
+		"INSERT INTO connections (id, time_ns, process_id, tid, scope, cgroup_id, kind, family,"
+		" proto, addr, addr_key, port, verdict) VALUES (1, 0, 1, 100, 'web', 7, 'connect',"
+		" 'ipv4', 'tcp', '10.0.0.1', '00000000000000000000ffff0a000001', 80, 'allowed');"
+		"UPDATE agent_state SET value = 1 WHERE key = 'event_seq';"
+		"PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(feed_open(f->path, &r), 0);
+	assert_int_equal(feed_read(r, &rules, 0, 10, FEED_NDJSON, &b, &last), 0);
+	assert_int_equal(last, 0);
+	assert_int_equal(feed_read(r, NULL, 0, 10, FEED_NDJSON, &b, &last), 1);
+	assert_int_equal(last, 1);
+	assert_memory_equal(b.data, "{\"id\":\"1\",\"time\":{},\"connect\":", 30);
+	feed_close(r);
+	feed_buf_free(&b);
+}
+
 /* Files the feed cannot serve are refused with a reason. */
 static void test_open_errors(void **state)
 {
@@ -934,6 +1355,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_append_and_args, setup_events, teardown),
 		cmocka_unit_test_setup_teardown(test_last_id, setup_empty, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup_dir, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_changes_protobuf, setup_mixed, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_changes_resume, setup_mixed, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_changes_filters, setup_mixed, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_changes_ndjson, setup_mixed, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_change_committed_later, setup_mixed,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_rule_changes_schema3, setup_dir, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
