@@ -14,16 +14,23 @@ static const char deps_sql[] =
 	"         min(time_ns) AS first_ns"
 	"  FROM connections"
 	"  WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
-	"  GROUP BY scope, proto, addr_key, port)"
+	"  GROUP BY scope, proto, addr_key, port),"
+	/*
+	 * Every name the scope resolved to each address in the same window, for the rules (a
+	 * CDN's address has several): once per scope and address.
+	 */
+	" d AS (SELECT DISTINCT scope, addr_key FROM g),"
+	" n AS (SELECT d.scope, d.addr_key, group_concat(DISTINCT q.qname) AS names"
+	"  FROM d JOIN dns_answers a ON a.addr_key = d.addr_key"
+	"  JOIN dns_queries q ON q.id = a.query_id AND q.scope = d.scope"
+	"  WHERE q.time_ns >= ?3 AND (?2 IS NULL OR q.run_id = ?2)"
+	"  GROUP BY d.scope, d.addr_key)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
-	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'),"
-	/* Every name the scope resolved to the address, for the rules: a CDN's has several. */
-	"        (SELECT group_concat(DISTINCT q.qname) FROM dns_answers a"
-	"         JOIN dns_queries q ON q.id = a.query_id"
-	"         WHERE a.addr_key = g.addr_key AND q.scope = g.scope)"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'), n.names"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
+	" LEFT JOIN n ON n.scope = g.scope AND n.addr_key = g.addr_key"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
 /* CSV field: quoted when it holds a comma, quote or line break. */

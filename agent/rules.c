@@ -25,8 +25,10 @@ void rules_actor(char *buf, size_t len)
 {
 	const char *sudo = getenv("SUDO_USER"), *sudo_uid = getenv("SUDO_UID");
 	struct passwd *pw = getpwuid(getuid()), *spw;
-	char uid[32], suid[32];
+	char uid[32], suid[32], name[64];
 
+	/* Copied now: getpwnam may reuse the buffer getpwuid returned. */
+	snprintf(name, sizeof(name), "%s", pw ? pw->pw_name : "?");
 	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
 	/*
 	 * sudo's account of who asked, taken only when its two variables agree with the user
@@ -36,7 +38,7 @@ void rules_actor(char *buf, size_t len)
 	    snprintf(suid, sizeof(suid), "%u", (unsigned)spw->pw_uid) > 0 && !strcmp(suid, sudo_uid))
 		snprintf(buf, len, "%s (uid %s via sudo from uid %s)", sudo, uid, suid);
 	else
-		snprintf(buf, len, "%s (uid %s)", pw ? pw->pw_name : "?", uid);
+		snprintf(buf, len, "%s (uid %s)", name, uid);
 }
 
 /* One statement with text parameters bound in order (NULL binds NULL); stepped once. */

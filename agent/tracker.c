@@ -90,6 +90,7 @@ struct tracker {
 	char cg_mount[4096];
 	int policy_active;
 	int blocks_preloaded;
+	unsigned rules_failures;   /* loads failed in a row */
 	uint64_t bpf_egress_blocked;
 	/* main thread writes, the HTTP thread reads (relaxed 64-bit atomics): for /metrics */
 	struct blocks_counts blocks_seen;
@@ -403,6 +404,16 @@ static void dns_metrics(struct tracker *t, const struct dns_record *d, const cha
 }
 
 /*
+ * The scope of a query whose sender is not known: the only one there is (a single watch that
+ * is not the runs root), else "unknown". The rules decide such a query by the same scope.
+ */
+static const char *unattributed_scope(const struct tracker *t)
+{
+	return t->o.n_watches == 1 && !t->o.watches[0].runs_root ? t->o.watches[0].scope :
+								     "unknown";
+}
+
+/*
  * A query, and what its answer tells about the connections that follow: each address names
  * the queried name (not the CNAME target: the name the process asked for is the one an
  * operator knows) for the TTL and the grace period.
@@ -425,9 +436,10 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 			return r;
 		cg = cg_lookup(t, d->origin.cgroup_id);
 	}
-	r = store_insert_dns(t->store, d, pid_row, cg ? cg->scope : "unknown", cg ? cg->run_id : 0);
+	r = store_insert_dns(t->store, d, pid_row, cg ? cg->scope : unattributed_scope(t),
+			     cg ? cg->run_id : 0);
 	if (t->o.metrics)
-		dns_metrics(t, d, cg ? cg->scope : "unknown");
+		dns_metrics(t, d, cg ? cg->scope : unattributed_scope(t));
 	if (r < 0 || !cg)
 		return r;
 	for (unsigned i = 0; i < d->n_rrs; i++) {
@@ -1018,10 +1030,14 @@ static void tracker_blocks_reload(struct tracker *t)
 	 * What was resolved before this agent started, once: from then on every answer goes
 	 * through this process and is remembered as it comes.
 	 */
-	if (!t->blocks_preloaded &&
-	    store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one, t) < 0)
-		log_warn("failed to read recent DNS answers: %s", store_errmsg(t->rules_store));
-	t->blocks_preloaded = 1;
+	if (!t->blocks_preloaded) {
+		if (store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one,
+					 t) < 0)
+			log_warn("failed to read recent DNS answers (tried again at the next change "
+				 "of the rules): %s", store_errmsg(t->rules_store));
+		else
+			t->blocks_preloaded = 1;
+	}
 	tracker_blocks_sync(t);
 }
 
@@ -1047,12 +1063,17 @@ static void tracker_rules_load(struct tracker *t)
 	int r = rules_load(t->rules_store, &p);
 
 	if (r < 0) {
-		log_err("failed to load the rules: %s; the rules in force stay, and loading is "
-			"tried again at the next tick",
-			r == -EIO ? store_errmsg(t->rules_store) : strerror(-r));
+		/* Said once, then once a minute while it lasts; tried again every second. */
+		if (t->rules_failures++ % 60 == 0)
+			log_err("failed to load the rules: %s; the rules in force stay, and loading is "
+				"tried again every second",
+				r == -EIO ? store_errmsg(t->rules_store) : strerror(-r));
 		t->rules_cur.rules_version = -1; /* the poll says "changed" until a load works */
 		return;
 	}
+	if (t->rules_failures)
+		log_info("the rules loaded again after %u failed attempts", t->rules_failures);
+	t->rules_failures = 0;
 	if (t->policy || policy_n_rules(p))
 		log_info("rules version %lld: %zu rule%s in force", (long long)t->rules_cur.rules_version,
 			 policy_n_rules(p), policy_n_rules(p) == 1 ? "" : "s");
@@ -1075,7 +1096,7 @@ static void tracker_poll_rules(struct tracker *t)
 {
 	int r;
 
-	if (!t->rules_store)
+	if (!t->rules_store || (t->rules_failures && t->ticks % (1000 / TICK_MS)))
 		return;
 	r = rules_poll(t->rules_store, &t->rules_cur);
 	if (r == 1)
@@ -1091,12 +1112,8 @@ static void dns_decide(void *ctx, const struct nt_dns_origin *o, const char *nam
 	struct tracker *t = ctx;
 	struct policy_decision d;
 
-	const char *scope = NULL;
+	const char *scope = o ? tracker_scope_of(t, o->cgroup_id) : unattributed_scope(t);
 
-	if (o)
-		scope = tracker_scope_of(t, o->cgroup_id);
-	else if (t->o.n_watches == 1 && !t->o.watches[0].runs_root)
-		scope = t->o.watches[0].scope; /* the sender is not known, its scope is */
 	policy_decide(t->policy, scope, name, &d);
 	ret->verdict = (uint8_t)policy_verdict(d.mode);
 	ret->rule_id = d.rule_id;
