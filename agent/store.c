@@ -307,7 +307,26 @@ static int store_check_writable(const char *path)
 	return access(dir, W_OK) == 0 ? 0 : -errno;
 }
 
+static int store_open_once(const char *path, int flags, struct store **ret);
+
+/*
+ * Connections that open a new database together (runs started at once, each with its
+ * read-only reader of the rules) can get SQLITE_BUSY where SQLite does not wait, e.g. while
+ * one switches the file to WAL: the open is tried again for up to 5 s.
+ */
 int store_open(const char *path, int flags, struct store **ret)
+{
+	int r;
+
+	for (int tries = 0;; tries++) {
+		r = store_open_once(path, flags, ret);
+		if (r != -EBUSY || tries == 50)
+			return r;
+		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
+	}
+}
+
+static int store_open_once(const char *path, int flags, struct store **ret)
 {
 	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
 					      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
