@@ -1054,6 +1054,12 @@ static void tracker_policy_send(struct tracker *t)
 		return;
 	}
 	t->policy_unsent = 0;
+	/*
+	 * The kernel's table follows only once the writer has the rules: a refused connect's
+	 * rule id is then always one the writer knows.
+	 */
+	if (t->blocks)
+		tracker_blocks_reload(t);
 }
 
 /* The rules from the store; on failure the ones in force stay. */
@@ -1087,8 +1093,6 @@ static void tracker_rules_load(struct tracker *t)
 	__atomic_store_n(&t->rules_version_seen, (uint64_t)t->rules_cur.rules_version,
 			 __ATOMIC_RELAXED);
 	tracker_policy_send(t);
-	if (t->blocks)
-		tracker_blocks_reload(t);
 }
 
 /* Every tick: a change of the rules applies from the next query and event on. */
