@@ -221,6 +221,46 @@ static void addr_drop(struct blocks *b, struct addr_node **link)
 	b->c.addrs--;
 }
 
+/* Whether the rules of every scope, or of a scope with rules of its own, enforce name. */
+static int name_enforced(const struct blocks *b, const char *name)
+{
+	struct policy_decision d;
+
+	policy_decide(b->p, NULL, name, &d);
+	if (d.mode == POLICY_ENFORCE)
+		return 1;
+	for (size_t s = 0; s < b->n_scopes; s++) {
+		if (!b->scopes[s])
+			continue;
+		policy_decide(b->p, b->scopes[s], name, &d);
+		if (d.mode == POLICY_ENFORCE)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The name a full address gives up for a new one: one no rule enforces before one a rule
+ * does (a busy CDN address must not lose the name it is refused for), then the one whose
+ * answer runs out first.
+ */
+static unsigned name_victim(const struct blocks *b, const struct addr_node *a)
+{
+	unsigned victim = 0;
+	int victim_enf = name_enforced(b, a->names[0].name);
+
+	for (unsigned i = 1; i < a->n; i++) {
+		int enf = name_enforced(b, a->names[i].name);
+
+		if (enf < victim_enf ||
+		    (enf == victim_enf && a->names[i].expires_ns < a->names[victim].expires_ns)) {
+			victim = i;
+			victim_enf = enf;
+		}
+	}
+	return victim;
+}
+
 void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], int64_t expires_ns)
 {
 	struct addr_node **link = addr_find(b, addr), *a = *link;
@@ -239,9 +279,9 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 	for (i = 0; i < a->n; i++) {
 		if (!strcmp(a->names[i].name, name))
 			break;
-		if (a->names[i].expires_ns < a->names[victim].expires_ns)
-			victim = i;
 	}
+	if (i == a->n && a->n == BLOCKS_NAMES_PER_ADDR)
+		victim = name_victim(b, a);
 	unfit = a->unfit;
 	if (i < a->n) {
 		if (expires_ns <= a->names[i].expires_ns && !unfit)

@@ -639,6 +639,45 @@ static void test_names_per_addr(void **state)
 	assert_int_equal(counts(f).dropped, 0);
 }
 
+/*
+ * A full address gives up a name no rule enforces before one a rule does, even when the
+ * enforced name's answer runs out first: a busy CDN address keeps the name it is refused for.
+ */
+static void test_names_per_addr_keeps_the_enforced(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule r[] = { rule(1, "bad.test", ENFORCE, "") };
+	char name[32];
+
+	apply(f, r, NULL, 0);
+	learn(f, "bad.test", "192.0.2.1", 1000);
+	for (int i = 0; i < BLOCKS_NAMES_PER_ADDR - 1; i++) {
+		snprintf(name, sizeof(name), "n%d.good.test", i);
+		learn(f, name, "192.0.2.1", 2000 + i);
+	}
+	assert_int_equal(counts(f).shared, 1);
+	learn(f, "z.good.test", "192.0.2.1", 3000); /* n0.good.test goes, not bad.test */
+	assert_int_equal(counts(f).shared, 1);
+	holds(f, 0);
+}
+
+/* The same with shared addresses refused: the address stays refused. */
+static void test_names_per_addr_stays_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule r[] = { rule(1, "bad.test", ENFORCE, "") };
+	char name[32];
+
+	apply(f, r, NULL, 0);
+	learn(f, "bad.test", "192.0.2.2", 1000);
+	for (int i = 0; i < BLOCKS_NAMES_PER_ADDR; i++) {
+		snprintf(name, sizeof(name), "n%d.good.test", i);
+		learn(f, name, "192.0.2.2", 2000 + i);
+	}
+	entry(f, 0, "192.0.2.2", BLOCKED, 1, 1000);
+	holds(f, 1);
+}
+
 /* ---- forced loss --------------------------------------------------------------------------- */
 
 static const uint8_t *nth_addr(unsigned i, uint8_t buf[16])
@@ -838,6 +877,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shared_allow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_block, setup_shared_block, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_in_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_per_addr_keeps_the_enforced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_per_addr_stays_refused, setup_shared_block,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_names_per_addr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addr_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entry_cap, setup, teardown),
