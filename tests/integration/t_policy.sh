@@ -310,6 +310,14 @@ test_policy_block_answer_refused_and_bad_options() {
 	"$NETTRAIL" policy add XN--BCHER-KVA.Example. --scope deploy --db "$DB" >/dev/null || fail "IDN in xn-- form"
 	expect_eq "$(q "$DB" "select pattern, scope from rules where name like 'xn--%'" | tr '|' ' ')" \
 		"xn--bcher-kva.example deploy" "lowercased, trailing dot dropped"
+	# ls and history of a scope: its own and the rules for every scope, not another scope's.
+	"$NETTRAIL" policy ls --scope deploy --format csv --db "$DB" >"$T/ls.csv" || fail "ls"
+	expect_eq "$(cut -d, -f1-3 "$T/ls.csv")" "scope,pattern,mode
+*,example.test,enforce
+deploy,xn--bcher-kva.example,monitor" "ls --scope deploy"
+	"$NETTRAIL" policy history --scope other --format csv --db "$DB" >"$T/hist.csv" || fail "history"
+	expect_eq "$(cut -d, -f2-4 "$T/hist.csv")" "scope,action,pattern
+*,add,example.test" "history --scope other: the change for every scope only"
 }
 
 test_policy_report_shows_what_would_break() {
