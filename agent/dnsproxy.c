@@ -25,6 +25,8 @@
 #define TCP_IDLE_MS 10000
 #define TCP_OUT_MAX (256 * 1024) /* a client that does not read its answers is dropped */
 #define FRAME_MAX (2 + DNS_MSG_MAX)
+#define LEARN_WAIT_MS 100   /* a blocked query waits this long (a tick more at most) for its
+			       addresses before it is refused */
 #define UDP_BATCH 64        /* datagrams per wake-up and socket, so no socket starves another */
 #define QUERY_MAX 4096      /* a real query is a few hundred bytes: larger ones are refused, so
 			       16384 queries in flight hold at most 64 MiB */
@@ -71,6 +73,10 @@ struct pending {
 	socklen_t client_len;
 	struct upstream *up;
 	struct query_meta meta;
+	int learn;                   /* a blocked name, asked for its addresses only */
+	int reply_waiting;           /* learn: the client's refusal is not sent yet */
+	int64_t reply_by_ms;         /* learn: sent by then whatever the upstream does */
+	uint8_t reply_rcode;
 	uint16_t qlen;
 	uint8_t query[];             /* as forwarded, with the proxy's id */
 };
@@ -119,6 +125,7 @@ struct dnsproxy {
 	struct pending **slots;      /* PENDING_MAX: a pointer per id, the queries only as needed */
 	struct pending *head, *tail;
 	unsigned inflight;
+	unsigned learn_waiting;      /* learn queries whose client waits for its refusal */
 	uint8_t rnd[4096];
 	size_t rnd_pos;
 	struct upstream *ups[UPSTREAM_MAX];
@@ -382,7 +389,8 @@ static char *pool_put(char **pool, const char *s)
  * rcode). The query is parsed again here: pending queries keep only their bytes.
  */
 static void record_emit(struct dnsproxy *p, const struct query_meta *m, const uint8_t *query,
-			size_t qlen, const uint8_t *answer, size_t alen, int rcode, const char *error)
+			size_t qlen, const uint8_t *answer, size_t alen, int rcode, const char *error,
+			int learned)
 {
 	const struct dns_response *resp = NULL;
 	struct dns_record *rec;
@@ -431,6 +439,7 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	rec->error = error;
 	rec->answers = answers;
 	rec->n_rrs = n_rrs;
+	rec->learned = learned;
 	for (unsigned i = 0; i < n_rrs; i++) {
 		const struct dns_rr *rr = &resp->rrs[i];
 		struct dns_record_rr *out = &rec->rrs[i];
@@ -510,7 +519,7 @@ static void udp_answer_error(struct dnsproxy *p, int listener, const struct quer
 
 	if (n >= DNS_HDR_LEN) {
 		dns_set_id(out, client_id);
-		record_emit(p, m, query, qlen, NULL, 0, rcode, error);
+		record_emit(p, m, query, qlen, NULL, 0, rcode, error, 0);
 		udp_reply(p, listener, out, n, to, tolen);
 	}
 }
@@ -551,9 +560,31 @@ static int32_t pending_id(struct dnsproxy *p)
 	}
 }
 
-/* Gives up a pending query: SERVFAIL to its client. */
+/* A blocked query's refusal, sent once (its record was made when it came). */
+static void learn_reply(struct dnsproxy *p, struct pending *e)
+{
+	uint8_t out[DNS_MSG_MAX];
+	size_t n;
+
+	if (!e->reply_waiting)
+		return;
+	e->reply_waiting = 0;
+	p->learn_waiting--;
+	n = dns_make_error(e->query, e->qlen, e->reply_rcode, out, sizeof(out));
+	if (n >= DNS_HDR_LEN) {
+		dns_set_id(out, e->client_id);
+		udp_reply(p, e->listener, out, n, &e->client, e->client_len);
+	}
+}
+
+/* Gives up a pending query: SERVFAIL to its client (a blocked one: its refusal). */
 static void pending_fail(struct dnsproxy *p, struct pending *e, const char *error)
 {
+	if (e->learn) {
+		learn_reply(p, e);
+		pending_free(p, e);
+		return;
+	}
 	udp_answer_error(p, e->listener, &e->meta, e->query, e->qlen, e->client_id, DNS_R_SERVFAIL,
 			 error, &e->client, e->client_len);
 	pending_free(p, e);
@@ -615,10 +646,78 @@ static void upstream_fail_all(struct dnsproxy *p, struct upstream *u, const char
 	for (struct pending *e = p->head, *next; e; e = next) {
 		next = e->next;
 		if (e->up == u) {
-			p->c.upstream_error++;
+			p->c.upstream_error += !e->learn;
 			pending_fail(p, e, error);
 		}
 	}
+}
+
+/* A query about to be sent to up joins the deadline list. */
+static void pending_queue(struct dnsproxy *p, struct pending *e, struct upstream *up)
+{
+	e->up = up;
+	e->meta.sent_ms = mono_ms();
+	e->meta.sent_ns = mono_ns();
+	up->inflight++;
+	p->inflight++;
+	e->prev = p->tail;
+	e->next = NULL;
+	if (p->tail)
+		p->tail->next = e;
+	else
+		p->head = e;
+	p->tail = e;
+}
+
+/*
+ * A blocked query is still asked of the upstream: the addresses of the answer are enforced
+ * too, so a program that falls back to an address it has (cached, or written in a script)
+ * is refused. A UDP client's refusal (client not NULL) waits for the answer, so that the
+ * addresses are in the kernel before the program can try them, but no more than
+ * LEARN_WAIT_MS. Best effort: not when there is nowhere to ask, nor when half the ids are in
+ * flight (clients' queries come first). 1 if the refusal is left to the pending query.
+ */
+static int learn_send(struct dnsproxy *p, const struct query_meta *m, const uint8_t *msg,
+		      size_t len, int listener, uint16_t client_id,
+		      const struct sockaddr_storage *client, socklen_t client_len)
+{
+	struct dnsproxy_upstream up_addr;
+	struct upstream *up;
+	struct pending *e;
+	int32_t i;
+
+	if (!p->o.learn_blocked || !choose_upstream(p, m, &up_addr) ||
+	    upstream_is_self(p, &up_addr) || p->inflight >= INFLIGHT_MAX / 2)
+		return 0;
+	up = upstream_get(p, &up_addr);
+	if (!up || (i = pending_id(p)) < 0)
+		return 0;
+	e = calloc(1, sizeof(*e) + len);
+	if (!e)
+		return 0;
+	memcpy(e->query, msg, len);
+	dns_set_id(e->query, (uint16_t)i);
+	e->id = (uint16_t)i;
+	e->qlen = (uint16_t)len;
+	e->learn = 1;
+	e->listener = listener;
+	if (client) {
+		e->reply_waiting = 1;
+		e->reply_by_ms = mono_ms() + LEARN_WAIT_MS;
+		e->reply_rcode = (uint8_t)p->o.block_rcode;
+		e->client_id = client_id;
+		memcpy(&e->client, client, client_len);
+		e->client_len = client_len;
+		p->learn_waiting++;
+	}
+	p->slots[i] = e;
+	e->meta = *m;
+	dnsproxy_format_addr_sa(&up_addr.addr, e->meta.upstream, sizeof(e->meta.upstream));
+	pending_queue(p, e, up);
+	p->c.learn_sent++;
+	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0)
+		pending_fail(p, e, NULL); /* refused at once */
+	return client != NULL;
 }
 
 static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len,
@@ -648,8 +747,12 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 		p->c.unattributed++;
 	meta_init(p, &m, IPPROTO_UDP, r, &origin);
 	if (query_blocked(p, &m)) {
-		udp_answer_error(p, listener, &m, msg, len, key.id, p->o.block_rcode,
-				 "blocked by rule", from, fromlen);
+		/* Recorded now; refused once the upstream has told the addresses (or soon). */
+		if (learn_send(p, &m, msg, len, listener, key.id, from, fromlen))
+			record_emit(p, &m, msg, len, NULL, 0, p->o.block_rcode, "blocked by rule", 0);
+		else
+			udp_answer_error(p, listener, &m, msg, len, key.id, p->o.block_rcode,
+					 "blocked by rule", from, fromlen);
 		return;
 	}
 	if (!choose_upstream(p, &m, &up_addr)) {
@@ -692,19 +795,8 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	e->client_id = key.id;
 	memcpy(&e->client, from, fromlen);
 	e->client_len = fromlen;
-	e->up = up;
 	e->meta = m;
-	e->meta.sent_ms = mono_ms();
-	e->meta.sent_ns = mono_ns();
-	up->inflight++;
-	p->inflight++;
-	e->prev = p->tail;
-	e->next = NULL;
-	if (p->tail)
-		p->tail->next = e;
-	else
-		p->head = e;
-	p->tail = e;
+	pending_queue(p, e, up);
 	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0) {
 		/* An ICMP error from an earlier datagram, reported now: the resolver is not there. */
 		if (errno == ECONNREFUSED) {
@@ -753,8 +845,15 @@ static void upstream_readable(struct dnsproxy *p, struct upstream *u)
 			p->c.upstream_mismatch++;
 			continue;
 		}
+		if (e->learn) {
+			/* The addresses reach the kernel (by the record hook) before the refusal. */
+			record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, 1);
+			learn_reply(p, e);
+			pending_free(p, e);
+			continue;
+		}
 		/* Recorded before the client has the answer: its connect comes after the record. */
-		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL);
+		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, 0);
 		dns_set_id(p->buf, e->client_id);
 		udp_reply(p, e->listener, p->buf, (size_t)len, &e->client, e->client_len);
 		pending_free(p, e);
@@ -834,7 +933,7 @@ static void tcp_answer_error(struct dnsproxy *p, struct tcpconn *c, const struct
 	size_t n = dns_make_error(query, qlen, rcode, out, sizeof(out));
 
 	if (n >= DNS_HDR_LEN) {
-		record_emit(p, m, query, qlen, NULL, 0, rcode, error);
+		record_emit(p, m, query, qlen, NULL, 0, rcode, error, 0);
 		tcp_send_client(p, c, out, n);
 	}
 }
@@ -894,6 +993,7 @@ static void tcp_query(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg,
 	meta_init(p, &m, IPPROTO_TCP, c->attributed, &c->origin);
 	if (query_blocked(p, &m)) {
 		tcp_answer_error(p, c, &m, msg, len, p->o.block_rcode, "blocked by rule");
+		learn_send(p, &m, msg, len, 0, 0, NULL, 0); /* the refusal is sent: no wait */
 		return;
 	}
 	if (!choose_upstream(p, &m, &c->upstream)) {
@@ -972,7 +1072,7 @@ static void tcp_answer(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg
 		p->c.upstream_mismatch++;
 		return;
 	}
-	record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL);
+	record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL, 0);
 	tcp_send_client(p, c, msg, len);
 	free(q->query);
 	memset(q, 0, sizeof(*q));
@@ -1082,7 +1182,7 @@ static void tcp_close(struct dnsproxy *p, struct tcpconn *c)
 		struct tcp_pending *q = &c->pend[i];
 
 		if (q->used) {
-			record_emit(p, &q->meta, q->query, q->qlen, NULL, 0, -1, "client gone");
+			record_emit(p, &q->meta, q->query, q->qlen, NULL, 0, -1, "client gone", 0);
 			free(q->query);
 		}
 	}
@@ -1326,8 +1426,12 @@ void dnsproxy_tick(struct dnsproxy *p)
 	int64_t now = mono_ms();
 	struct tcpconn *c, *next;
 
+	/* Refusals that waited long enough for their addresses. */
+	for (struct pending *e = p->head; e && p->learn_waiting; e = e->next)
+		if (e->reply_waiting && e->reply_by_ms <= now)
+			learn_reply(p, e);
 	while (p->head && p->head->meta.sent_ms + p->o.timeout_ms <= now) {
-		p->c.upstream_timeout++;
+		p->c.upstream_timeout += !p->head->learn; /* a client's query was let down */
 		pending_fail(p, p->head, "upstream timeout");
 	}
 	for (c = p->conns; c; c = next) {

@@ -28,6 +28,8 @@ struct dnsproxy_opts {
 	struct dnsproxy_upstream upstream;
 	int timeout_ms;                /* upstream answer deadline */
 	int block_rcode;               /* the answer to a blocked query: NXDOMAIN (0: NXDOMAIN) */
+	int learn_blocked;             /* ask the upstream for a blocked name's addresses anyway:
+					  records with .learned set come to the record hook */
 };
 
 /* What the rules say of one query. */
@@ -59,6 +61,7 @@ struct dnsproxy_counts {
 	uint64_t upstream_mismatch;/* answers for no pending query (late, or spoofed): dropped */
 	uint64_t overload;      /* queries refused with SERVFAIL: too many in flight or connections */
 	uint64_t blocked;       /* queries answered by the proxy because a rule enforces their name */
+	uint64_t learn_sent;    /* of those, asked of the upstream for their addresses */
 };
 
 /* Binds the sockets (before the BPF programs are loaded, which need the port). */

@@ -37,6 +37,8 @@ struct dns_record {
 	unsigned answers;            /* every record of the answer section */
 	unsigned n_rrs;
 	struct dns_record_rr *rrs;
+	int learned;                 /* not a client's query: the proxy asked the upstream for
+					a blocked name's addresses, only to enforce them */
 };
 
 #endif /* NT_DNSREC_H */

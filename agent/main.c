@@ -161,6 +161,7 @@ void opt_dns_defaults(struct tracker_opts *o)
 {
 	o->dns = 1;
 	o->dns_opts.timeout_ms = 2000;
+	o->dns_opts.learn_blocked = 1;
 	o->dns_grace_ns = 120 * 1000000000LL;
 }
 

@@ -424,6 +424,22 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 	int64_t pid_row = 0;
 	int r;
 
+	if (d->learned) { /* a blocked name's addresses: the name of a refused connect */
+		const char *scope = d->attributed ? cg_lookup(t, d->origin.cgroup_id)->scope : NULL;
+
+		for (unsigned i = 0; i < d->n_rrs; i++) {
+			const struct dns_record_rr *rr = &d->rrs[i];
+			int64_t expires = d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns;
+			uint8_t key[16];
+
+			if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
+				continue;
+			if (scope)
+				domains_put(&t->domains, scope, key, d->qname, expires);
+			domains_put(&t->domains, ANY_SCOPE, key, d->qname, expires);
+		}
+		return 0;
+	}
 	if (d->attributed) {
 		struct conn_record c = {
 			.pid = d->origin.pid, .tid = d->origin.tid, .start_ns = d->origin.start_ns,
@@ -626,6 +642,10 @@ static void writer_apply(struct tracker *t, struct writer_tx *tx, struct qitem *
 	}
 	if (it->type == QI_STATS && !stats_due(t, it->stats))
 		goto out_free;
+	if (it->type == QI_DNS && it->dns->learned) { /* names for the cache, nothing stored */
+		writer_put_dns(t, it->dns);
+		goto out_free;
+	}
 	if (!tx->open && it->type != QI_SYNC) {
 		if (store_begin(t->store) < 0) {
 			if (it->type == QI_CONN || it->type == QI_DNS)
@@ -1163,10 +1183,14 @@ static void dns_record_done(void *ctx, struct dns_record *rec)
 
 	if (t->blocks && rec->n_rrs)
 		dns_learn(t, rec);
+	if (rec->learned && !rec->n_rrs) {
+		free(rec); /* a blocked name's addresses: none */
+		return;
+	}
 	/* The sender's connect or sendto event, and its process, go to the writer first. */
 	ring_buffer__consume(t->rb);
 	if (queue_push(&t->q, &it) < 0) {
-		t->dns_queue_full++;
+		t->dns_queue_full += !rec->learned; /* a learned answer is no event */
 		free(rec);
 	} else {
 		t->queued_since_tick++;
@@ -1213,6 +1237,7 @@ void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
 	ret->dns_upstream_error = d.upstream_error;
 	ret->dns_upstream_mismatch = d.upstream_mismatch;
 	ret->dns_blocked = d.blocked;
+	ret->dns_blocked_resolved = d.learn_sent;
 	ret->packets_blocked = c[NT_CNT_EGRESS_BLOCKED];
 	ret->rules_in_force = __atomic_load_n(&t->rules_in_force, __ATOMIC_RELAXED);
 	ret->rules_version = __atomic_load_n(&t->rules_version_seen, __ATOMIC_RELAXED);

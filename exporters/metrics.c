@@ -402,6 +402,9 @@ static void policy_render(struct out *o, const struct metrics_snapshot *s)
 	       s->rules_version);
 	simple(o, "nettrail_dns_blocked_total", "counter",
 	       "DNS queries answered by the proxy because a rule enforces their name.", s->dns_blocked);
+	simple(o, "nettrail_dns_blocked_resolved_total", "counter",
+	       "Refused lookups whose name the proxy asked the upstream for itself, to refuse the "
+	       "answer's addresses too.", s->dns_blocked_resolved);
 	simple(o, "nettrail_packets_blocked_total", "counter",
 	       "Packets of watched sockets dropped at egress: to an enforced name's address.",
 	       s->packets_blocked);

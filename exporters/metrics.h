@@ -34,6 +34,7 @@ struct metrics_snapshot {
 	/* the rules (docs/policy.md) */
 	uint64_t rules_in_force, rules_version;
 	uint64_t dns_blocked;             /* queries answered by the proxy: their name is enforced */
+	uint64_t dns_blocked_resolved;    /* of those, asked of the upstream for their addresses */
 	uint64_t packets_blocked;         /* egress packets dropped: to an enforced name's address */
 	uint64_t block_entries, block_addrs_shared;
 	uint64_t block_answers_dropped;   /* answers not remembered for enforcement: tables full */

@@ -47,8 +47,9 @@ test_policy_enforce_refuses_lookups_over_udp_tcp_and_ipv6() {
 		"api.example.test A udp blocked example.test NXDOMAIN blocked by rule
 ci.example.test A tcp blocked example.test NXDOMAIN blocked by rule
 ci.example.test AAAA udp blocked example.test NXDOMAIN blocked by rule" "recorded as blocked"
-	# The upstream never saw them: an enforced name is not forwarded.
-	grep -q "query\[A\] api.example.test" "$T/dnsmasq.log" && fail "dnsmasq was asked for a blocked name"
+	# The clients got no address: the upstream's answer (asked for the name's addresses, to
+	# refuse them too) went no further than the proxy.
+	grep -q "127.0.0.10" "$T/dig.out" && fail "a blocked lookup got an address: $(cat "$T/dig.out")"
 	# getaddrinfo (python, glibc through the resolv.conf of the test) fails fast.
 	in_private_resolv "$NETTRAIL" run --db "$DB" --scope deploy -- \
 		"$PY" "$NETUTIL" resolve www.example.test 4 >"$T/gai.out" 2>"$T/gai.err"
@@ -418,4 +419,25 @@ test_policy_shared_address_is_decided_by_an_option_and_reported() {
 	"$NETTRAIL" deps --scope deploy --db "$DB" >"$T/deps.out" || fail "deps"
 	expect_match "$(grep '18509' "$T/deps.out" | head -1)" "enforce example.test \+shared" "the conflict in the report"
 	expect_match "$(cat "$T/deps.out")" "\+shared: a name that may be reached resolved to this address too" "explained"
+}
+
+test_policy_a_blocked_lookup_still_learns_the_addresses() {
+	# Enforced before anyone resolved it: the lookup is refused, and the proxy asks the
+	# upstream anyway, so the script's fallback to an address it has is refused too, at once.
+	local t0 t1
+	start_dnsmasq
+	serve_tcp 18510
+	pol add ci.example.test --scope deploy --mode enforce
+	t0=$(date +%s%N)
+	nrun --enforce-loopback --scope deploy -- sh -c "dig +time=2 +tries=1 @$RESOLVER ci.example.test |
+		grep -o 'status: [A-Z]*'; $PY $NETUTIL attempt tcp 127.0.0.10 18510" >"$T/out"
+	t1=$(date +%s%N)
+	expect_eq "$(cat "$T/out")" "status: NXDOMAIN
+tcp EPERM" "refused by name, then by address"
+	[ $(((t1 - t0) / 1000000)) -lt 1900 ] || fail "took $(((t1 - t0) / 1000000)) ms"
+	expect_eq "$(q "$DB" "select verdict, rule, domain from connections where port = 18510" | tr '|' ' ')" \
+		"blocked ci.example.test ci.example.test" "the refused connect names the rule and the name"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where qname = 'ci.example.test'")" 1 \
+		"the proxy's own question is not a query of the script's"
+	grep -q "query\[A\] ci.example.test" "$T/dnsmasq.log" || fail "the upstream was not asked"
 }
