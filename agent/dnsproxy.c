@@ -714,9 +714,15 @@ static int learn_send(struct dnsproxy *p, const struct query_meta *m, const uint
 	e->meta = *m;
 	dnsproxy_format_addr_sa(&up_addr.addr, e->meta.upstream, sizeof(e->meta.upstream));
 	pending_queue(p, e, up);
+	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0) {
+		/* As for a client's query: a refusing resolver fails every query waiting on it. */
+		if (errno == ECONNREFUSED)
+			upstream_fail_all(p, up, "upstream refused");
+		else
+			pending_fail(p, e, NULL);
+		return client != NULL;
+	}
 	p->c.learn_sent++;
-	if (send(up->pfd.fd, e->query, len, MSG_DONTWAIT) < 0)
-		pending_fail(p, e, NULL); /* refused at once */
 	return client != NULL;
 }
 
@@ -1427,9 +1433,12 @@ void dnsproxy_tick(struct dnsproxy *p)
 	struct tcpconn *c, *next;
 
 	/* Refusals that waited long enough for their addresses. */
-	for (struct pending *e = p->head; e && p->learn_waiting; e = e->next)
+	for (struct pending *e = p->head; e && p->learn_waiting; e = e->next) {
+		if (e->meta.sent_ms + LEARN_WAIT_MS > now)
+			break; /* oldest first: the rest are younger */
 		if (e->reply_waiting && e->reply_by_ms <= now)
 			learn_reply(p, e);
+	}
 	while (p->head && p->head->meta.sent_ms + p->o.timeout_ms <= now) {
 		p->c.upstream_timeout += !p->head->learn; /* a client's query was let down */
 		pending_fail(p, p->head, "upstream timeout");

@@ -424,9 +424,12 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 	int64_t pid_row = 0;
 	int r;
 
-	if (d->learned) { /* a blocked name's addresses: the name of a refused connect */
-		const char *scope = d->attributed ? cg_lookup(t, d->origin.cgroup_id)->scope : NULL;
-
+	/*
+	 * A refused name's addresses name a refused connect (any scope's, the fallback for those)
+	 * but not the scope's own connects: the scope never got them, and an allowed name it did
+	 * resolve to a shared address keeps naming it.
+	 */
+	if (d->learned) {
 		for (unsigned i = 0; i < d->n_rrs; i++) {
 			const struct dns_record_rr *rr = &d->rrs[i];
 			int64_t expires = d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns;
@@ -434,8 +437,6 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 
 			if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
 				continue;
-			if (scope)
-				domains_put(&t->domains, scope, key, d->qname, expires);
 			domains_put(&t->domains, ANY_SCOPE, key, d->qname, expires);
 		}
 		return 0;

@@ -441,3 +441,18 @@ tcp EPERM" "refused by name, then by address"
 		"the proxy's own question is not a query of the script's"
 	grep -q "query\[A\] ci.example.test" "$T/dnsmasq.log" || fail "the upstream was not asked"
 }
+
+test_policy_a_refused_name_does_not_rename_a_shared_address() {
+	# The scope resolved an allowed name to an address, then was refused a name that the
+	# upstream says has the same address: the address stays reachable (shared) and keeps
+	# the name the scope got.
+	start_dnsmasq --host-record=shared.other.test,127.0.0.10
+	serve_tcp 18511
+	pol add ci.example.test --scope deploy --mode enforce
+	nrun --enforce-loopback --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER shared.other.test;
+		dig +short +time=2 +tries=1 @$RESOLVER ci.example.test; $PY $NETUTIL attempt tcp 127.0.0.10 18511" >"$T/out"
+	expect_eq "$(cat "$T/out")" "127.0.0.10
+tcp ok" "allowed name resolved, refused name empty, shared address reachable"
+	expect_eq "$(q "$DB" "select verdict, domain, coalesce(rule, '-') from connections where port = 18511" | tr '|' ' ')" \
+		"allowed shared.other.test -" "the connect keeps the scope's name"
+}
