@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include "cmd.h"
 #include "log.h"
@@ -34,6 +35,7 @@ static const char policy_usage[] =
 	"  default [MODE]                            show or set what applies where no rule\n"
 	"                                            matches (out of the box: allow)\n"
 	"  history [-n N]                            every change: when, who, old and new mode\n"
+	"                                            (with --scope: its own and every scope's)\n"
 	"  suggest [--since AGE] [--apply]           the allow rules a lock-down needs for what\n"
 	"                                            the scope was seen doing; --apply adds them\n"
 	"\n"
@@ -41,7 +43,8 @@ static const char policy_usage[] =
 	"lowercased, a trailing dot dropped; internationalised names in their xn-- form.\n"
 	"\n"
 	"options:\n"
-	"  -s, --scope NAME    the rule is for this scope only (default: every scope)\n"
+	"  -s, --scope NAME    the rule is for this scope only (default: every scope); ls,\n"
+	"                      history, suggest: that scope's\n"
 	"  -m, --mode MODE     monitor, enforce or allow\n"
 	"      --note TEXT     why: kept with the rule and in the history\n"
 	"  -f, --format FMT    ls: table (default) or csv\n"
@@ -209,14 +212,86 @@ static const char *scope_text(const char *scope)
 }
 
 /* Where a change takes effect: the agent's or the next run's. */
-static void policy_say_applied(const char *db)
+/* Runs of this database going on now without an agent: unended, their cgroup still there. */
+static int live_embedded_runs(struct store *s)
+{
+	sqlite3_stmt *st;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(store_db(s),
+			       "SELECT cgroup FROM runs WHERE mode = 'embedded' AND ended_ns IS NULL",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *cg = (const char *)sqlite3_column_text(st, 0);
+
+		n += cg && access(cg, F_OK) == 0;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Where a change takes effect: the agent's, the runs' going on now, or the next ones. */
+static void policy_say_applied(const char *db, struct store *s)
 {
 	char agent_db[4096];
+	int runs;
 
-	if (agent_lock_probe(agent_db, sizeof(agent_db)) && db_path_same(agent_db, db))
+	if (agent_lock_probe(agent_db, sizeof(agent_db)) && db_path_same(agent_db, db)) {
 		printf("the running agent applies it within a second\n");
+		return;
+	}
+	runs = live_embedded_runs(s);
+	if (runs > 0)
+		printf("%d `nettrail run`%s going on now appl%s it within a second\n", runs,
+		       runs == 1 ? "" : "s", runs == 1 ? "ies" : "y");
 	else
-		printf("no agent is running on this database: the next `nettrail run` applies it\n");
+		printf("no agent or run uses this database now: the next one applies it\n");
+}
+
+/* set or rm of a pattern with no rule in that scope: where it has one. */
+static void policy_hint_scopes(struct store *s, const char *name, uint8_t match, const char *scope)
+{
+	sqlite3_stmt *st;
+	char list[512] = "";
+	size_t len = 0;
+
+	if (sqlite3_prepare_v2(store_db(s),
+			       "SELECT CASE scope WHEN '' THEN '(every scope)' ELSE '--scope ' || scope END"
+			       " FROM rules WHERE name = ?1 AND match = ?2 AND scope <> ?3 ORDER BY scope",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, match == POLICY_EXACT ? "exact" : "suffix", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, scope, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW && len < sizeof(list) - 1) {
+		int n = snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "",
+				 (const char *)sqlite3_column_text(st, 0));
+
+		len += n > 0 ? (size_t)n : 0;
+	}
+	sqlite3_finalize(st);
+	if (len)
+		log_info("it has a rule in: %s", list);
+}
+
+/* A scope nothing was recorded for yet is most likely a typo: said, not refused. */
+static void policy_check_scope(struct store *s, const char *scope)
+{
+	static const char sql[] =
+		"SELECT EXISTS (SELECT 1 FROM runs WHERE scope = ?1)"
+		" OR EXISTS (SELECT 1 FROM cgroups WHERE scope = ?1)"
+		" OR EXISTS (SELECT 1 FROM rules WHERE scope = ?1)"
+		" OR EXISTS (SELECT 1 FROM scope_defaults WHERE scope = ?1)";
+	sqlite3_stmt *st;
+
+	if (!scope[0] || sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
+		log_warn("nothing was recorded for scope '%s' yet: if that is a typo, the rule will "
+			 "never apply (`nettrail deps` lists the scopes seen)", scope);
+	sqlite3_finalize(st);
 }
 
 static int policy_change(struct policy_args *a, struct store *s)
@@ -236,6 +311,8 @@ static int policy_change(struct policy_args *a, struct store *s)
 		}
 		policy_format_pattern(name, match, pattern, sizeof(pattern));
 	}
+	if (!strcmp(a->cmd, "add") || !strcmp(a->cmd, "default"))
+		policy_check_scope(s, a->scope);
 	if (!strcmp(a->cmd, "add"))
 		r = rules_add(s, &c, NULL);
 	else if (!strcmp(a->cmd, "set"))
@@ -249,9 +326,19 @@ static int policy_change(struct policy_args *a, struct store *s)
 			scope_text(a->scope));
 		return EXIT_FAIL;
 	}
+	if (r == -EALREADY) {
+		if (!strcmp(a->cmd, "default"))
+			printf("default for %s is %s already; nothing changed\n", scope_text(a->scope),
+			       policy_mode_name(a->mode));
+		else
+			printf("%s for %s is %s already; nothing changed\n", pattern,
+			       scope_text(a->scope), policy_mode_name(a->mode));
+		return EXIT_OK;
+	}
 	if (r == -ENOENT) {
 		log_err("%s has no rule in %s (`nettrail policy ls` lists them)", pattern,
 			scope_text(a->scope));
+		policy_hint_scopes(s, name, match, a->scope);
 		return EXIT_FAIL;
 	}
 	if (r < 0) {
@@ -269,7 +356,7 @@ static int policy_change(struct policy_args *a, struct store *s)
 		       policy_mode_name(a->mode), policy_mode_name(old));
 	else
 		printf("added %s for %s: %s; ", pattern, scope_text(a->scope), policy_mode_name(a->mode));
-	policy_say_applied(a->db);
+	policy_say_applied(a->db, s);
 	return EXIT_OK;
 }
 
@@ -425,7 +512,7 @@ static int policy_suggest(struct policy_args *a, struct store *s)
 	if (r == 0) {
 		printf("added %zu allow rule%s for %s; ", res.n_names, res.n_names == 1 ? "" : "s",
 		       scope_text(a->scope));
-		policy_say_applied(a->db);
+		policy_say_applied(a->db, s);
 	} else {
 		log_err("failed to add the suggested rules to %s (none was added): %s", a->db,
 			r == -EIO ? store_errmsg(s) : strerror(-r));
@@ -446,6 +533,15 @@ int cmd_policy(int argc, char **argv)
 		return r;
 	ro = !strcmp(a.cmd, "ls") || !strcmp(a.cmd, "history") || !strcmp(a.cmd, "suggest") ||
 	     (!strcmp(a.cmd, "default") && !a.have_mode);
+	/* A mistyped --db must not become a database of its own that nothing reads. */
+	if (access(a.db, F_OK) < 0 && errno == ENOENT) {
+		if (ro) {
+			log_err("no database at %s: nothing has been recorded there (see --db)", a.db);
+			return EXIT_FAIL;
+		}
+		log_warn("no database at %s yet: creating it; a run or agent must use this --db to "
+			 "apply these rules", a.db);
+	}
 	if (db_open(a.db, &s) < 0)
 		return EXIT_FAIL;
 	if (!ro)

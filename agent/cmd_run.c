@@ -44,7 +44,7 @@ static const char run_usage[] =
 	"      --ringbuf-size SIZE BPF ring buffer when no agent runs, a power of two (default 8M)\n"
 	"      --queue-size N      events held for the store writer (default 262144)\n"
 	"      --no-report         print no report\n"
-	"DNS, when no agent runs (an agent's own options apply under it):\n"
+	"DNS and enforcement, when no agent runs (an agent's own options apply under it):\n"
 	DNS_USAGE
 	"  -v, --verbose           more logging\n"
 	"  -h, --help              this text\n"
@@ -508,7 +508,8 @@ static const char *run_pick_db(struct run_args *a, char *agent_db, size_t len, i
 	}
 	log_info("recording through the running agent (database %s)", agent_db);
 	if (a->dns_given)
-		log_warn("the DNS options apply to a run without an agent; the agent's own apply");
+		log_warn("the DNS and enforcement options apply to a run without an agent; the "
+			 "agent's own apply");
 	return agent_db;
 }
 

@@ -98,6 +98,14 @@ static int label_check(const char *l, size_t n, const char **why)
 	return 0;
 }
 
+/* Where the last label of a name starts. */
+static size_t last_label(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	return dot ? (size_t)(dot - name) + 1 : 0;
+}
+
 int policy_parse_pattern(const char *in, char ret_name[POLICY_NAME_MAX], uint8_t *ret_match,
 			 const char **why)
 {
@@ -113,6 +121,11 @@ int policy_parse_pattern(const char *in, char ret_name[POLICY_NAME_MAX], uint8_t
 	if (in[0] == '=') {
 		match = POLICY_EXACT;
 		in++;
+	}
+	if (in[0] == '*') {
+		*why = "no wildcards: a pattern such as example.com matches the name and every name "
+		       "below it already (=example.com the name alone)";
+		return -EINVAL;
 	}
 	n = strlen(in);
 	if (n > 0 && in[n - 1] == '.')
@@ -137,6 +150,12 @@ int policy_parse_pattern(const char *in, char ret_name[POLICY_NAME_MAX], uint8_t
 		if (label_check(name + start, i - start, why) < 0)
 			return -EINVAL;
 		start = i + 1;
+	}
+	/* No top-level domain is all digits: this is an address, which rules cannot name. */
+	if (strspn(name + last_label(name), "0123456789") == strlen(name + last_label(name))) {
+		*why = "an address, not a name: rules decide names, and the addresses those resolve "
+		       "to follow";
+		return -EINVAL;
 	}
 	memcpy(ret_name, name, n + 1);
 	*ret_match = match;

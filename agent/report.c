@@ -104,9 +104,23 @@ static void dest_rule(const struct policy *p, const char *scope, const char *dom
 struct table {
 	char **cells; /* CELLS per row */
 	size_t rows, cap;
-	int w_scope, w_addr, w_domain, w_rule;
-	int shared;
+	int w_scope, w_addr, w_domain, w_rule, w_verdicts;
+	int shared, loopback;
 };
+
+/* An ISO time of the store as a table shows it: "2026-12-04 14:02:07" (UTC). */
+static const char *table_time(const char *iso, char buf[20])
+{
+	if (strlen(iso) < 19)
+		return "-";
+	snprintf(buf, 20, "%.10s %.8s", iso, iso + 11);
+	return buf;
+}
+
+static int is_loopback(const char *addr)
+{
+	return !strncmp(addr, "127.", 4) || !strcmp(addr, "::1");
+}
 
 static void widen(int *w, const char *s)
 {
@@ -151,25 +165,32 @@ static int table_add(struct table *t, sqlite3_stmt *st, const char *rule)
 	widen(&t->w_addr, row[2]);
 	widen(&t->w_domain, row[9]);
 	widen(&t->w_rule, row[11]);
+	widen(&t->w_verdicts, row[6]);
 	t->shared |= strstr(rule, "+shared") != NULL;
+	t->loopback |= !strncmp(rule, "enforce ", 8) && is_loopback(row[2]);
 	return 0;
 }
 
 static void table_print(const struct table *t, FILE *out)
 {
-	fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %-*s %s\n", t->w_scope, "SCOPE",
-		t->w_domain, "DOMAIN", "PROTO", t->w_addr, "ADDRESS", "PORT", "ATTEMPTS", "PROCS",
-		"VERDICTS", t->w_rule, "RULE", "FIRST PROCESS");
+	fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-*s %-19s %-19s %-*s %s\n", t->w_scope,
+		"SCOPE", t->w_domain, "DOMAIN", "PROTO", t->w_addr, "ADDRESS", "PORT", "ATTEMPTS",
+		"PROCS", t->w_verdicts, "VERDICTS", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", t->w_rule,
+		"RULE", "FIRST PROCESS");
 	for (size_t r = 0; r < t->rows; r++) {
-		char **c = &t->cells[r * CELLS];
+		char **c = &t->cells[r * CELLS], first[20], last[20];
 
-		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-12s %-*s %s\n", t->w_scope, c[0],
-			t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4], c[5],
-			c[6], t->w_rule, c[11], c[7]);
+		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-*s %-19s %-19s %-*s %s\n", t->w_scope,
+			c[0], t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4],
+			c[5], t->w_verdicts, c[6], table_time(c[10], first), table_time(c[8], last),
+			t->w_rule, c[11], c[7]);
 	}
 	if (t->shared)
 		fputs("+shared: a name that may be reached resolved to this address too: it stays "
 		      "reachable (the agent's --shared-address block refuses it)\n", out);
+	if (t->loopback)
+		fputs("an enforced name's loopback address stays reachable unless the agent (or run) "
+		      "has --enforce-loopback: the host's own services are not cut off\n", out);
 }
 
 static void table_free(struct table *t)
@@ -229,7 +250,7 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy *p,
 		enum report_format fmt, FILE *out)
 {
-	struct table t = { .w_scope = 5, .w_addr = 7, .w_domain = 6, .w_rule = 4 };
+	struct table t = { .w_scope = 5, .w_addr = 7, .w_domain = 6, .w_rule = 4, .w_verdicts = 8 };
 	sqlite3_stmt *st;
 	int n = 0, rc, r = 0;
 
@@ -487,7 +508,12 @@ int report_rules(sqlite3 *db, const struct report_filter *f, const struct policy
 		return -ENOMEM;
 	r = groups_collect(db, f, p, g, &n);
 	if (r == 0 && n > 0) {
-		fprintf(out, "What the rules stop (monitor: would break once enforced):\n");
+		int monitored = 0;
+
+		for (size_t i = 0; i < n; i++)
+			monitored |= g[i].mode == POLICY_MONITOR;
+		fprintf(out, "What the rules stop%s:\n",
+			monitored ? " (monitor: what would break once enforced)" : "");
 		for (size_t i = 0; i < n; i++)
 			group_print(db, f, &g[i], out);
 	}

@@ -245,6 +245,8 @@ static int do_set(struct store *s, const struct rule_change *c, void *out)
 	r = rule_find(s, c->scope, &p, &id, (int *)out);
 	if (r < 0)
 		return r;
+	if (*(int *)out == c->mode && !c->note)
+		return -EALREADY; /* nothing to change, nothing to record */
 	snprintf(now, sizeof(now), "%lld", (long long)wall_ns());
 	snprintf(ids, sizeof(ids), "%lld", (long long)id);
 	r = exec_bound(s,
@@ -318,6 +320,8 @@ static int do_default(struct store *s, const struct rule_change *c, void *out)
 	if (r < 0)
 		return r;
 	*(int *)out = old < 0 ? -1 : (int)old;
+	if (old == c->mode && !c->note)
+		return -EALREADY;
 	snprintf(now, sizeof(now), "%lld", (long long)wall_ns());
 	r = exec_bound(s,
 		       "INSERT INTO scope_defaults (scope, mode, updated_ns, updated_by)"

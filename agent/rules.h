@@ -11,6 +11,7 @@
  * change is one transaction that also records it in rule_changes and bumps
  * agent_state.rules_version, which running agents poll. Functions return 0 or -errno:
  * -EEXIST (add: the pattern has a rule in that scope), -ENOENT (set, rm: it has none),
+ * -EALREADY (set, default: that mode already, and no note: nothing written),
  * -EIO and the like from the store (store_errmsg says which).
  */
 struct store;

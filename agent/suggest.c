@@ -63,6 +63,7 @@ static int collect_names(sqlite3 *db, const char *scope, const struct policy *p,
 		uint8_t match;
 		int n;
 
+		ret->n_seen++;
 		/* Only what a rule can be written for: an odd name from the wire is left out. */
 		if (!name || policy_parse_pattern(name, norm, &match, &why) < 0 ||
 		    match != POLICY_SUFFIX)
@@ -154,7 +155,10 @@ void suggest_print(const struct suggest_result *r, const char *scope, FILE *out)
 
 	if (scope)
 		snprintf(scope_opt, sizeof(scope_opt), " --scope %s", scope);
-	if (r->n_names == 0)
+	if (r->n_names == 0 && r->n_seen == 0)
+		fprintf(out, "# nothing to allow: no name that resolved was recorded%s%s\n",
+			scope ? " for scope " : "", scope ? scope : "");
+	else if (r->n_names == 0)
 		fprintf(out, "# nothing to allow: every name seen%s%s is decided by a rule already\n",
 			scope ? " in scope " : "", scope ? scope : "");
 	for (size_t i = 0; i < r->n_names; i++) {

@@ -38,6 +38,7 @@ struct unnamed_dest {
 struct suggest_result {
 	struct suggestion *names;
 	size_t n_names;
+	size_t n_seen;     /* names seen, suggested or not */
 	struct unnamed_dest *unnamed;
 	size_t n_unnamed;
 };

@@ -161,14 +161,15 @@ test_policy_changes_under_load_get_their_turn() {
 	local run=$BG_PID
 	wait_for_file "$T/agent.log"
 	sleep 0.5
-	for i in $(seq 30); do
-		"$NETTRAIL" policy set ci.example.test --scope busy --mode enforce --db "$DB" >/dev/null 2>>"$T/err" ||
-			failed=$((failed + 1))
+	for i in $(seq 30); do # each a change: enforce, monitor, enforce, ...
+		"$NETTRAIL" policy set ci.example.test --scope busy --mode "$([ $((i % 2)) = 1 ] && echo enforce || echo monitor)" \
+			--db "$DB" >/dev/null 2>>"$T/err" || failed=$((failed + 1))
 	done
 	touch "$T/stop"
 	wait "$run"
 	stop_agent
 	expect_eq "$failed" 0 "changes refused under load ($(sort -u "$T/err" 2>/dev/null))"
+	expect_eq "$(q "$DB" "select count(*) from rule_changes where action = 'set'")" 30 "every change recorded"
 	expect_ge "$(q "$DB" "select count(*) from dns_queries d where scope = 'busy' and time_ns between (select min(time_ns) from rule_changes where action = 'set') and (select max(time_ns) from rule_changes)")" 5 "lookups while the rules changed"
 }
 
@@ -294,7 +295,8 @@ test_policy_block_answer_refused_and_bad_options() {
 	# A bad pattern or mode: a clear error, exit 2, nothing written.
 	local before
 	before=$(q "$DB" "select count(*) from rule_changes")
-	for bad in "bad-.example" "a..b" "exa mple.test" "$(printf 'x%.0s' $(seq 64)).test" "=" ""; do
+	for bad in "bad-.example" "a..b" "exa mple.test" "$(printf 'x%.0s' $(seq 64)).test" "=" "" \
+		127.0.0.20 "*.example.test"; do
 		"$NETTRAIL" policy add "$bad" --db "$DB" 2>"$T/err"
 		expect_eq "$?" 2 "pattern '$bad' refused"
 		expect_match "$(cat "$T/err")" "bad pattern" "a reason for '$bad'"
@@ -316,9 +318,24 @@ test_policy_block_answer_refused_and_bad_options() {
 	expect_eq "$(cut -d, -f1-3 "$T/ls.csv")" "scope,pattern,mode
 *,example.test,enforce
 deploy,xn--bcher-kva.example,monitor" "ls --scope deploy"
+	# Setting the mode a rule has writes nothing; a scope never seen is warned of.
+	"$NETTRAIL" policy set example.test --mode enforce --db "$DB" >"$T/same.out" 2>&1 || fail "same mode"
+	expect_match "$(cat "$T/same.out")" "is enforce already; nothing changed" "no-op set"
+	"$NETTRAIL" policy add other.test --scope deploi --db "$DB" >/dev/null 2>"$T/typo.err" || fail "typo scope"
+	expect_match "$(cat "$T/typo.err")" "nothing was recorded for scope 'deploi' yet" "a typo is warned of"
+	"$NETTRAIL" policy rm other.test --db "$DB" >/dev/null 2>"$T/rm.err"
+	expect_eq "$?" 1 "rm in the wrong scope"
+	expect_match "$(cat "$T/rm.err")" "it has a rule in: --scope deploi" "where it has one"
+	"$NETTRAIL" policy rm other.test --scope deploi --db "$DB" >/dev/null || fail "rm"
+	# A --db that does not exist is not read as empty.
+	"$NETTRAIL" policy ls --db "$T/nope/nettrail.db" 2>"$T/nope.err"
+	expect_eq "$?" 1 "ls of no database"
+	expect_match "$(cat "$T/nope.err")" "no database at" "said"
+	[ -e "$T/nope" ] && fail "ls created $T/nope"
 	"$NETTRAIL" policy history --scope other --format csv --db "$DB" >"$T/hist.csv" || fail "history"
 	expect_eq "$(cut -d, -f2-4 "$T/hist.csv")" "scope,action,pattern
 *,add,example.test" "history --scope other: the change for every scope only"
+	expect_eq "$(q "$DB" "select count(*) from rule_changes where new_mode = old_mode")" 0 "no no-op in the history"
 }
 
 test_policy_report_shows_what_would_break() {
@@ -455,4 +472,22 @@ test_policy_a_refused_name_does_not_rename_a_shared_address() {
 tcp ok" "allowed name resolved, refused name empty, shared address reachable"
 	expect_eq "$(q "$DB" "select verdict, domain, coalesce(rule, '-') from connections where port = 18511" | tr '|' ' ')" \
 		"allowed shared.other.test -" "the connect keeps the scope's name"
+}
+
+test_policy_says_which_runs_apply_a_change() {
+	# Without an agent, a run going on now follows the rules: policy says so.
+	start_dnsmasq
+	bg "$NETTRAIL" run --db "$DB" --scope live -- sh -c "while [ ! -e $T/stop ]; do sleep 0.05; done" 2>/dev/null
+	local run=$BG_PID
+	wait_for_file "$DB"
+	for _ in $(seq 100); do
+		[ "$(q "$DB" "select count(*) from runs where ended_ns is null" 2>/dev/null)" = 1 ] && break
+		sleep 0.05
+	done
+	"$NETTRAIL" policy add example.test --scope live --db "$DB" >"$T/add.out" 2>&1 || fail "add"
+	expect_match "$(cat "$T/add.out")" "1 .nettrail run. going on now applies it within a second" "the live run"
+	touch "$T/stop"
+	wait "$run"
+	"$NETTRAIL" policy set example.test --scope live --mode enforce --db "$DB" >"$T/set.out" 2>&1 || fail "set"
+	expect_match "$(cat "$T/set.out")" "no agent or run uses this database now: the next one applies it" "none now"
 }

@@ -217,6 +217,19 @@ static void test_parse_rejected(void **state)
 	/* ...and a plain syntax error is not. */
 	why = rejected("a/b.com");
 	assert_null(strstr(why, "xn--"));
+
+	/* An address is not a name: said so, whatever its form. */
+	for (size_t i = 0; i < 4; i++) {
+		static const char *const addrs[] = { "127.0.0.20", "=10.0.0.1", "1.2", "abc.123." };
+
+		why = rejected(addrs[i]);
+		assert_non_null(strstr(why, "an address, not a name"));
+	}
+	/* ...but a reverse-lookup name is one. */
+	parses("4.3.2.1.in-addr.arpa", "4.3.2.1.in-addr.arpa", POLICY_SUFFIX);
+	/* A wildcard is pointed at what a pattern already means. */
+	why = rejected("*.github.com");
+	assert_non_null(strstr(why, "no wildcards"));
 }
 
 static void test_format_pattern(void **state)

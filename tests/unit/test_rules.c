@@ -523,11 +523,19 @@ static void test_set(void **state)
 				    " WHERE id = (SELECT max(id) FROM rule_changes)"),
 			    "set|monitor|allow|second|" ALICE);
 
-	/* Setting the mode it has is still a change. */
-	assert_int_equal(set_mode(f->s, "github.com", "deploy", POLICY_ALLOW, NULL, ALICE),
-			 POLICY_ALLOW);
+	/* Setting the mode it has, with no note, changes nothing and records nothing. */
+	assert_int_equal(rules_set(f->s, &(struct rule_change){ .pattern = "github.com",
+								.scope = "deploy",
+								.mode = POLICY_ALLOW, .by = ALICE },
+				   &(int){ 0 }),
+			 -EALREADY);
 	assert_string_equal(sql_row(f->s, buf, sizeof(buf), "SELECT mode, note FROM rules"),
 			    "allow|second");
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM rule_changes"), 3);
+	assert_int_equal(version_of(f->s), 3);
+	/* With a note it is a change: the note is the point. */
+	assert_int_equal(set_mode(f->s, "github.com", "deploy", POLICY_ALLOW, "why", ALICE),
+			 POLICY_ALLOW);
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM rule_changes"), 4);
 	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM rules"), 1);
 	assert_int_equal(version_of(f->s), 4);
