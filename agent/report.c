@@ -227,6 +227,23 @@ static void json_str(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+/* A comma-separated list of the store (names, verdicts) as a JSON array of strings. */
+static void json_list(FILE *out, const char *s)
+{
+	fputc('[', out);
+	for (int first = 1; s && *s; first = 0) {
+		size_t n = strcspn(s, ",");
+		char *item = strndup(s, n);
+
+		if (!first)
+			fputs(", ", out);
+		json_str(out, item ? item : "");
+		free(item);
+		s += n + (s[n] == ',');
+	}
+	fputc(']', out);
+}
+
 static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 {
 	static const char *const names[COLS] = { "scope", "proto", "addr", "port", "attempts",
@@ -238,6 +255,8 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 		fprintf(out, "\"%s\": ", names[i]);
 		if (i == 3 || i == 4 || i == 5)
 			fprintf(out, "%lld", (long long)sqlite3_column_int64(st, i));
+		else if (i == 6 || i == 9)
+			json_list(out, (const char *)sqlite3_column_text(st, i));
 		else
 			json_str(out, (const char *)sqlite3_column_text(st, i));
 		fputs(", ", out);
@@ -461,17 +480,20 @@ static void group_print(sqlite3 *db, const struct report_filter *f, const struct
 {
 	static const char sql[] =
 		"WITH e AS ("
-		"  SELECT process_id, time_ns FROM connections WHERE scope = ?4"
+		"  SELECT process_id, time_ns, run_id FROM connections WHERE scope = ?4"
 		"   AND domain IN (SELECT value FROM json_each(?5))"
 		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 		"  UNION ALL"
-		"  SELECT process_id, time_ns FROM dns_queries WHERE scope = ?4 AND process_id IS NOT NULL"
-		NAME_EXISTS
+		"  SELECT process_id, time_ns, run_id FROM dns_queries WHERE scope = ?4"
+		"   AND process_id IS NOT NULL" NAME_EXISTS
 		"   AND qname IN (SELECT value FROM json_each(?5))"
 		"   AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
 		" SELECT count(DISTINCT process_id),"
 		"  strftime('%Y-%m-%d %H:%M:%S', max(time_ns) / 1e9, 'unixepoch'),"
 		"  (SELECT coalesce(p.cmdline, p.comm, '') FROM e JOIN processes p ON p.id = e.process_id"
+		"   ORDER BY e.time_ns DESC LIMIT 1),"
+		/* The run of that last one: what the operator started, a script more often than not. */
+		"  (SELECT r.id || ' ' || r.command FROM e JOIN runs r ON r.id = e.run_id"
 		"   ORDER BY e.time_ns DESC LIMIT 1)"
 		" FROM e";
 	sqlite3_stmt *st;
@@ -488,12 +510,21 @@ static void group_print(sqlite3 *db, const struct report_filter *f, const struct
 		int64_t procs = sqlite3_column_int64(st, 0);
 		const char *last = (const char *)sqlite3_column_text(st, 1);
 		const char *cmd = (const char *)sqlite3_column_text(st, 2);
+		const char *run = (const char *)sqlite3_column_text(st, 3);
 		int cut = report_cut(cmd ? cmd : "", REPORT_CMDLINE_SHOWN);
+		const char *run_cmd = run ? strchr(run, ' ') : NULL;
 
-		fprintf(out, "  %-8s %-32s %-16s %s: %lld process%s, last at %s UTC, `%.*s%s`\n",
+		fprintf(out, "  %-8s %-32s %-16s %s: %lld process%s, last at %s UTC, `%.*s%s`",
 			policy_mode_name(g->mode), g->rule, g->scope, verb, (long long)procs,
 			procs == 1 ? "" : "es", last ? last : "-", cut, cmd ? cmd : "",
 			cmd && cmd[cut] ? "..." : "");
+		if (run_cmd) {
+			int rcut = report_cut(run_cmd + 1, REPORT_CMDLINE_SHOWN);
+
+			fprintf(out, " in run %.*s `%.*s%s`", (int)(run_cmd - run), run, rcut,
+				run_cmd + 1, run_cmd[1 + rcut] ? "..." : "");
+		}
+		fputc('\n', out);
 	}
 	sqlite3_finalize(st);
 }

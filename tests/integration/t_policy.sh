@@ -348,15 +348,15 @@ test_policy_report_shows_what_would_break() {
 	grep -q "would break" "$T/deps0.out" && fail "no rule, nothing would break: $(cat "$T/deps0.out")"
 	pol add example.test --scope deploy --mode monitor
 	"$NETTRAIL" deps --scope deploy --since 7d --db "$DB" >"$T/deps.out" || fail "deps"
-	expect_match "$(cat "$T/deps.out")" "monitor +example.test +deploy +would break: 2 processes, last at [0-9-]+ [0-9:]+ UTC, .[^ ]*python3 [^ ]*netutil" \
+	expect_match "$(cat "$T/deps.out")" "monitor +example.test +deploy +would break: 2 processes, last at [0-9-]+ [0-9:]+ UTC, .[^ ]*python3 [^ ]*netutil[^ ]* in run [0-9]+ .sh -c .dig" \
 		"the blast radius before enforcing"
 	expect_match "$(grep 127.0.0.10 "$T/deps.out")" "ci.example.test .* monitor example.test " "the destination's rule"
 	"$NETTRAIL" deps --scope deploy --format json --db "$DB" >"$T/deps.json" || fail "deps json"
 	expect_eq "$("$PY" -c 'import json,sys
 for d in json.load(open(sys.argv[1])):
     if d["addr"] == "127.0.0.10":
-        print(d["domains"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "")' "$T/deps.json")" \
-		"ci.example.test 18508 monitor example.test 1 True" "json: names, port, rule, attempts, first and last seen"
+        print(d["domains"], d["verdicts"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "")' "$T/deps.json")" \
+		"['ci.example.test'] ['allowed'] 18508 monitor example.test 1 True" "json: names, verdicts, port, rule, attempts, first and last seen"
 	pol set example.test --scope deploy --mode enforce
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
 	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary"
