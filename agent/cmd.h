@@ -39,6 +39,11 @@ int db_dir_ensure(const char *db_path);
  */
 struct store;
 int db_open(const char *db_path, struct store **ret);
+/*
+ * For reading only (also on a read-only file system): an existing database, migrated first
+ * if its schema is older. 0, or EXIT_FAIL after a message (none there: "no database at").
+ */
+int db_open_readonly(const char *db, struct store **ret);
 /* <cgroup2 mount>/nettrail, where `run` makes its cgroups. 0 or -errno. */
 int runs_root_path(char *ret, size_t len);
 /* Parses --ringbuf-size and --queue-size values; 0 or EXIT_USAGE after a message. */

@@ -5,13 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include "cmd.h"
 #include "log.h"
 #include "parse.h"
 #include "policy.h"
+#include "report.h"
 #include "rules.h"
 #include "runtime.h"
 #include "store.h"
@@ -74,14 +74,6 @@ struct policy_args {
 	int apply;
 };
 
-static int64_t wall_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int policy_opt(int c, const char *arg, struct policy_args *a)
 {
 	switch (c) {
@@ -102,16 +94,12 @@ static int policy_opt(int c, const char *arg, struct policy_args *a)
 		return 0;
 	case OPT_NOTE: a->note = arg; return 0;
 	case OPT_APPLY: a->apply = 1; return 0;
-	case OPT_SINCE: {
-		int64_t age;
-
-		if (parse_duration(arg, &age) < 0 || age <= 0) {
+	case OPT_SINCE:
+		if (parse_since(arg, &a->since_ns) < 0) {
 			log_err("bad --since '%s': an age such as 30m, 12h or 7d", arg);
 			return EXIT_USAGE;
 		}
-		a->since_ns = wall_now_ns() - age;
 		return 0;
-	}
 	case 'd': a->db = arg; return 0;
 	case 'f':
 		if (strcmp(arg, "table") && strcmp(arg, "csv")) {
@@ -360,22 +348,6 @@ static int policy_change(struct policy_args *a, struct store *s)
 	return EXIT_OK;
 }
 
-static void csv_text(const char *s, const char *sep)
-{
-	if (strpbrk(s, ",\"\n")) {
-		putchar('"');
-		for (; *s; s++) {
-			if (*s == '"')
-				putchar('"');
-			putchar(*s);
-		}
-		putchar('"');
-	} else {
-		fputs(s, stdout);
-	}
-	fputs(sep, stdout);
-}
-
 /*
  * Prints the rows of sql: csv, or a table whose columns have the widths given (the last one
  * unpadded), under a header of the column names; ?1 is bind, ?2 bind2 (when not NULL).
@@ -395,7 +367,7 @@ static int print_rows(struct store *s, const char *sql, const char *bind, const 
 	cols = sqlite3_column_count(st);
 	for (int i = 0; i < cols; i++) {
 		if (csv)
-			csv_text(sqlite3_column_name(st, i), i == cols - 1 ? "\n" : ",");
+			report_csv_field(stdout, sqlite3_column_name(st, i), i == cols - 1 ? "\n" : ",");
 		else
 			printf("%-*s%s", i == cols - 1 ? 0 : widths[i], sqlite3_column_name(st, i),
 			       i == cols - 1 ? "\n" : " ");
@@ -405,7 +377,7 @@ static int print_rows(struct store *s, const char *sql, const char *bind, const 
 			const char *v = (const char *)sqlite3_column_text(st, i);
 
 			if (csv)
-				csv_text(v ? v : "", i == cols - 1 ? "\n" : ",");
+				report_csv_field(stdout, v ? v : "", i == cols - 1 ? "\n" : ",");
 			else
 				printf("%-*s%s", i == cols - 1 ? 0 : widths[i], v ? v : "",
 				       i == cols - 1 ? "\n" : " ");
@@ -533,17 +505,20 @@ int cmd_policy(int argc, char **argv)
 		return r;
 	ro = !strcmp(a.cmd, "ls") || !strcmp(a.cmd, "history") || !strcmp(a.cmd, "suggest") ||
 	     (!strcmp(a.cmd, "default") && !a.have_mode);
-	/* A mistyped --db must not become a database of its own that nothing reads. */
-	if (access(a.db, F_OK) < 0 && errno == ENOENT) {
-		if (ro) {
-			log_err("no database at %s: nothing has been recorded there (see --db)", a.db);
+	/*
+	 * Reading needs a database that exists, and works on a read-only copy; a mistyped --db
+	 * must not become a database of its own that nothing reads.
+	 */
+	if (ro && (!a.apply || access(a.db, F_OK) < 0)) {
+		if (db_open_readonly(a.db, &s))
 			return EXIT_FAIL;
-		}
-		log_warn("no database at %s yet: creating it; a run or agent must use this --db to "
-			 "apply these rules", a.db);
+	} else {
+		if (access(a.db, F_OK) < 0 && errno == ENOENT)
+			log_warn("no database at %s yet: creating it; a run or agent must use this "
+				 "--db to apply these rules", a.db);
+		if (db_open(a.db, &s) < 0)
+			return EXIT_FAIL;
 	}
-	if (db_open(a.db, &s) < 0)
-		return EXIT_FAIL;
 	if (!ro)
 		r = policy_change(&a, s);
 	else if (!strcmp(a.cmd, "ls"))

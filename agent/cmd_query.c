@@ -116,16 +116,12 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 				return EXIT_USAGE;
 			}
 			break;
-		case 'S': {
-			int64_t age;
-
-			if (parse_duration(optarg, &age) < 0 || age <= 0) {
+		case 'S':
+			if (parse_since(optarg, &q->f.since_ns) < 0) {
 				log_err("bad --since '%s': an age such as 30m, 12h or 7d", optarg);
 				return EXIT_USAGE;
 			}
-			q->f.since_ns = now_wall_ns() - age;
 			break;
-		}
 		case 'n':
 			if (parse_u64(optarg, 1, 1000000, &q->limit) < 0) {
 				log_err("bad limit '%s': 1 to 1000000", optarg);
@@ -144,24 +140,6 @@ static int query_parse(int argc, char **argv, struct query_args *q, const char *
 	return 0;
 }
 
-static int query_open(const char *db, struct store **ret)
-{
-	int r;
-
-	if (access(db, F_OK) < 0) {
-		log_err("no database at %s: nothing has been recorded there (see --db)", db);
-		return EXIT_FAIL;
-	}
-	r = store_open(db, STORE_READONLY, ret);
-	if (r == -ENOMEDIUM)
-		r = store_open(db, 0, ret); /* an older schema: migrate it first */
-	if (r < 0) {
-		log_err("failed to open database %s: %s", db, store_strerror(r));
-		return EXIT_FAIL;
-	}
-	return 0;
-}
-
 int cmd_deps(int argc, char **argv)
 {
 	struct query_args q = { 0 };
@@ -172,7 +150,7 @@ int cmd_deps(int argc, char **argv)
 	r = query_parse(argc, argv, &q, deps_usage, 0);
 	if (r)
 		return r;
-	r = query_open(q.db, &st);
+	r = db_open_readonly(q.db, &st);
 	if (r)
 		return r;
 	r = rules_load(st, &p);
@@ -212,7 +190,7 @@ int cmd_events(int argc, char **argv)
 	r = query_parse(argc, argv, &q, events_usage, 1);
 	if (r)
 		return r;
-	r = query_open(q.db, &st);
+	r = db_open_readonly(q.db, &st);
 	if (r)
 		return r;
 	if (sqlite3_prepare_v2(store_db(st), events_sql, -1, &stmt, NULL) != SQLITE_OK) {

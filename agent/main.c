@@ -105,6 +105,24 @@ int db_dir_ensure(const char *db_path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+int db_open_readonly(const char *db, struct store **ret)
+{
+	int r;
+
+	if (access(db, F_OK) < 0) {
+		log_err("no database at %s: nothing has been recorded there (see --db)", db);
+		return EXIT_FAIL;
+	}
+	r = store_open(db, STORE_READONLY, ret);
+	if (r == -ENOMEDIUM)
+		r = store_open(db, 0, ret); /* an older schema: migrate it first */
+	if (r < 0) {
+		log_err("failed to open database %s: %s", db, store_strerror(r));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
 int db_open(const char *db_path, struct store **ret)
 {
 	int r = db_dir_ensure(db_path);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "parse.h"
 
 int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -100,5 +101,20 @@ int parse_scope(const char *s)
 		      c == '_' || c == '.' || c == '-'))
 			return -EINVAL;
 	}
+	return 0;
+}
+
+int parse_since(const char *s, int64_t *ret_wall_ns)
+{
+	struct timespec ts;
+	int64_t age;
+	int r = parse_duration(s, &age);
+
+	if (r < 0)
+		return r;
+	if (age <= 0)
+		return -EINVAL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	*ret_wall_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - age;
 	return 0;
 }

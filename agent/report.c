@@ -34,7 +34,7 @@ static const char deps_sql[] =
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
 
 /* CSV field: quoted when it holds a comma, quote or line break. */
-static void csv_field(FILE *out, const char *s, const char *sep)
+void report_csv_field(FILE *out, const char *s, const char *sep)
 {
 	if (strpbrk(s, ",\"\r\n")) {
 		fputc('"', out);
@@ -205,9 +205,9 @@ static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
 	for (int i = 0; i < COLS; i++) {
 		const char *v = (const char *)sqlite3_column_text(st, i);
 
-		csv_field(out, v ? v : "", ",");
+		report_csv_field(out, v ? v : "", ",");
 	}
-	csv_field(out, rule, "\n");
+	report_csv_field(out, rule, "\n");
 }
 
 /* A JSON string, escaped as RFC 8259 asks. */

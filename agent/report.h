@@ -41,6 +41,9 @@ int report_rules(sqlite3 *db, const struct report_filter *f, const struct policy
 /* How many bytes of s to show in at most max, never cutting a UTF-8 sequence. */
 int report_cut(const char *s, int max);
 
+/* One CSV field then sep: quoted when it holds a comma, quote or line break (RFC 4180). */
+void report_csv_field(FILE *out, const char *s, const char *sep);
+
 /*
  * One line on a run's DNS: how many queries for how many names, and the names that did not
  * resolve (up to 5, with type and rcode). Nothing when the run made no query.

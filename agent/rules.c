@@ -264,14 +264,22 @@ static int do_set(struct store *s, const struct rule_change *c, void *out)
 					.by = c->by });
 }
 
-int rules_set(struct store *s, const struct rule_change *c, int *ret_old_mode)
+/* A change that reports the mode before it: -1 when there was none, or on failure. */
+static int change_with_old(struct store *s,
+			   int (*fn)(struct store *, const struct rule_change *, void *),
+			   const struct rule_change *c, int *ret_old_mode)
 {
 	int old = -1;
-	int r = in_transaction(s, do_set, c, &old);
+	int r = in_transaction(s, fn, c, &old);
 
 	if (ret_old_mode)
 		*ret_old_mode = r == 0 ? old : -1;
 	return r;
+}
+
+int rules_set(struct store *s, const struct rule_change *c, int *ret_old_mode)
+{
+	return change_with_old(s, do_set, c, ret_old_mode);
 }
 
 static int do_rm(struct store *s, const struct rule_change *c, void *out)
@@ -299,12 +307,7 @@ static int do_rm(struct store *s, const struct rule_change *c, void *out)
 
 int rules_rm(struct store *s, const struct rule_change *c, int *ret_old_mode)
 {
-	int old = -1;
-	int r = in_transaction(s, do_rm, c, &old);
-
-	if (ret_old_mode)
-		*ret_old_mode = r == 0 ? old : -1;
-	return r;
+	return change_with_old(s, do_rm, c, ret_old_mode);
 }
 
 static int do_default(struct store *s, const struct rule_change *c, void *out)
@@ -341,12 +344,7 @@ static int do_default(struct store *s, const struct rule_change *c, void *out)
 
 int rules_set_default(struct store *s, const struct rule_change *c, int *ret_old_mode)
 {
-	int old = -1;
-	int r = in_transaction(s, do_default, c, &old);
-
-	if (ret_old_mode)
-		*ret_old_mode = r == 0 ? old : -1;
-	return r;
+	return change_with_old(s, do_default, c, ret_old_mode);
 }
 
 int rules_version(struct store *s, int64_t *ret)

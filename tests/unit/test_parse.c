@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <string.h>
 #include <cmocka.h>
 #include "parse.h"
@@ -223,6 +224,24 @@ static void test_scope_invalid(void **state)
 }
 
 /* Durations (--older-than, --dns-timeout): a number and one unit, nothing else, no overflow. */
+/* --since: that long before now, on the wall clock; a zero or bad age refused. */
+static void test_since(void **state)
+{
+	struct timespec a, b;
+	int64_t since, lo, hi;
+
+	(void)state;
+	clock_gettime(CLOCK_REALTIME, &a);
+	assert_int_equal(parse_since("1h", &since), 0);
+	clock_gettime(CLOCK_REALTIME, &b);
+	lo = (int64_t)a.tv_sec * 1000000000LL + a.tv_nsec - 3600 * 1000000000LL;
+	hi = (int64_t)b.tv_sec * 1000000000LL + b.tv_nsec - 3600 * 1000000000LL;
+	assert_in_range(since, lo, hi);
+	assert_int_equal(parse_since("0s", &since), -EINVAL);
+	assert_true(parse_since("7x", &since) < 0);
+	assert_true(parse_since("", &since) < 0);
+}
+
 static void test_duration(void **state)
 {
 	int64_t ns = -1;
@@ -260,6 +279,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration),
+		cmocka_unit_test(test_since),
 		cmocka_unit_test(test_u64_accepts_plain_decimal),
 		cmocka_unit_test(test_u64_rejects_non_decimal),
 		cmocka_unit_test(test_u64_overflow),
