@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include "addr.h"
 #include "dns.h"
 #include "event.h"
@@ -326,10 +327,37 @@ int store_open(const char *path, int flags, struct store **ret)
 	}
 }
 
+/*
+ * A database on a read-only file system (a copy kept after an incident, a snapshot) has no
+ * writer, and SQLite cannot make the WAL index it would want to read it: opened as immutable.
+ * "file:" URI of path into buf, or NULL when not on such a file system or too long.
+ */
+static const char *readonly_fs_uri(const char *path, char *buf, size_t len)
+{
+	struct statvfs sv;
+	size_t n = 0;
+
+	if (statvfs(path, &sv) < 0 || !(sv.f_flag & ST_RDONLY))
+		return NULL;
+	n = (size_t)snprintf(buf, len, "file:");
+	for (const char *c = path; *c && n + 4 < len; c++) {
+		if (*c == '%' || *c == '?' || *c == '#')
+			n += (size_t)snprintf(buf + n, len - n, "%%%02X", (unsigned char)*c);
+		else
+			buf[n++] = *c;
+	}
+	if (n + sizeof("?immutable=1") > len)
+		return NULL;
+	memcpy(buf + n, "?immutable=1", sizeof("?immutable=1"));
+	return buf;
+}
+
 static int store_open_once(const char *path, int flags, struct store **ret)
 {
 	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
 					      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	char uri[4200];
+	const char *ro_uri = NULL;
 	struct store *s;
 	int rc, r;
 
@@ -343,7 +371,10 @@ static int store_open_once(const char *path, int flags, struct store **ret)
 	if (!s)
 		return -ENOMEM;
 	s->flags = flags;
-	rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (flags & STORE_READONLY)
+		ro_uri = readonly_fs_uri(path, uri, sizeof(uri));
+	rc = sqlite3_open_v2(ro_uri ? ro_uri : path, &s->db,
+			     oflags | SQLITE_OPEN_NOMUTEX | (ro_uri ? SQLITE_OPEN_URI : 0), NULL);
 	if (rc != SQLITE_OK) {
 		/* The operating system's reason says more than SQLITE_CANTOPEN. */
 		r = sqlite3_system_errno(s->db) ? -sqlite3_system_errno(s->db) : store_errno(rc);

@@ -139,3 +139,27 @@ test_prune_keeps_the_recent_and_the_totals() {
 		"one sample per counter kept"
 	expect_eq "$(q "$DB" "select count(*) from events_lost where source = 'run:1'")" 5 "loss totals readable"
 }
+
+test_read_only_copy_is_readable() {
+	# After an incident the record is kept on a read-only file system: reading it works
+	# (deps, events, policy ls, history, suggest), changing the rules fails clearly.
+	mkdir -p "$T/ro"
+	unshare --mount sh -c "mount -t tmpfs tmpfs '$T/ro' &&
+		'$NETTRAIL' run --no-report --scope deploy --db '$T/ro/x.db' -- '$PY' '$NETUTIL' connect 127.0.0.1 18205 >/dev/null &&
+		'$NETTRAIL' policy add example.test --scope deploy --db '$T/ro/x.db' >/dev/null &&
+		mount -o remount,ro '$T/ro' &&
+		{ '$NETTRAIL' deps --format csv --db '$T/ro/x.db' | cut -d, -f1-4 | tail -1; echo \"rc=\$?\";
+		  '$NETTRAIL' policy ls --format csv --db '$T/ro/x.db' | tail -1 | cut -d, -f1-3; echo \"rc=\$?\";
+		  '$NETTRAIL' policy history --db '$T/ro/x.db' >/dev/null; echo \"rc=\$?\";
+		  '$NETTRAIL' policy suggest --scope deploy --db '$T/ro/x.db' >/dev/null; echo \"rc=\$?\";
+		  '$NETTRAIL' policy set example.test --scope deploy --mode enforce --db '$T/ro/x.db'; echo \"rc=\$?\"; }" \
+		>"$T/out" 2>&1
+	expect_eq "$(grep -v '^nettrail:' "$T/out")" "deploy,tcp,127.0.0.1,18205
+rc=0
+deploy,example.test,monitor
+rc=0
+rc=0
+rc=0
+rc=1" "read, then refused to write"
+	expect_match "$(cat "$T/out")" "failed to open database .*: Read-only file system" "the write's message"
+}
