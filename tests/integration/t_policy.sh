@@ -348,7 +348,7 @@ test_policy_report_shows_what_would_break() {
 	grep -q "would break" "$T/deps0.out" && fail "no rule, nothing would break: $(cat "$T/deps0.out")"
 	pol add example.test --scope deploy --mode monitor
 	"$NETTRAIL" deps --scope deploy --since 7d --db "$DB" >"$T/deps.out" || fail "deps"
-	expect_match "$(cat "$T/deps.out")" "monitor +example.test +deploy +would break: 2 processes, last at [0-9-]+ [0-9:]+ UTC, .[^ ]*python3 [^ ]*netutil[^ ]* in run [0-9]+ .sh -c .dig" \
+	expect_match "$(cat "$T/deps.out")" "monitor +example.test +deploy +would break: 2 processes, last at [0-9-]+ [0-9:]+ UTC, .[^ ]*python3 [^\`]+. in run [0-9]+ .sh -c .dig" \
 		"the blast radius before enforcing"
 	expect_match "$(grep 127.0.0.10 "$T/deps.out")" "ci.example.test .* monitor example.test " "the destination's rule"
 	"$NETTRAIL" deps --scope deploy --format json --db "$DB" >"$T/deps.json" || fail "deps json"
