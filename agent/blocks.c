@@ -5,7 +5,9 @@
 #include "blocks.h"
 #include "policy.h"
 
-#define BUCKETS 4096 /* both tables: chains of a few entries at their caps */
+#define BUCKETS 4096     /* the kernel entries' buckets */
+#define EVICT_SAMPLE 64  /* addresses looked at for one to give way when the table is full, */
+#define EVICT_SCAN 1024  /* or up to this many while none of them may */
 
 struct name_ref {
 	char *name;
@@ -18,7 +20,8 @@ struct addr_node {
 	unsigned n;
 	struct name_ref names[BLOCKS_NAMES_PER_ADDR];
 	int shared;
-	int unfit; /* an entry it needs had no room at its last decision */
+	int unfit;  /* an entry it needs had no room at its last decision */
+	int active; /* it has kernel entries: a block, or a scope's override */
 };
 
 /* A kernel entry as it was last written. */
@@ -34,34 +37,52 @@ struct blocks {
 	struct policy *p;
 	const char **scopes; /* copies of the pointers: the caller keeps the strings */
 	size_t n_scopes;
-	struct addr_node *addrs[BUCKETS];
+	size_t addr_cap;
+	unsigned addr_mask;  /* addrs has addr_mask + 1 buckets */
+	unsigned evict_hand; /* the bucket the next search for an address to give way starts at */
+	struct addr_node **addrs;
 	struct entry_node *entries[BUCKETS];
 	struct blocks_counts c;
 };
 
-static unsigned addr_bucket(const uint8_t addr[16], uint32_t scope)
+static unsigned addr_hash(const uint8_t addr[16], uint32_t scope)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ scope;
 
 	for (int i = 0; i < 16; i++)
 		h = (h ^ addr[i]) * 0x100000001b3ULL;
-	return (unsigned)(h >> 40) & (BUCKETS - 1);
+	return (unsigned)(h >> 32);
 }
 
-struct blocks *blocks_new(const struct blocks_ops *ops, int shared)
+struct blocks *blocks_new(const struct blocks_ops *ops, int shared, size_t addr_cap)
 {
-	struct blocks *b = calloc(1, sizeof(*b));
+	struct blocks *b;
+	size_t buckets = 64;
 
+	if (addr_cap == 0 || addr_cap > BLOCKS_ADDR_CAP_MAX) {
+		errno = EINVAL;
+		return NULL;
+	}
+	while (buckets < addr_cap / 4) /* chains of about four at the cap */
+		buckets *= 2;
+	b = calloc(1, sizeof(*b));
 	if (!b)
 		return NULL;
+	b->addrs = calloc(buckets, sizeof(*b->addrs));
+	if (!b->addrs) {
+		free(b);
+		return NULL;
+	}
 	b->ops = *ops;
 	b->shared_mode = shared;
+	b->addr_cap = addr_cap;
+	b->addr_mask = (unsigned)buckets - 1;
 	return b;
 }
 
 static struct entry_node **entry_find(struct blocks *b, const struct nt_block_key *k)
 {
-	struct entry_node **e = &b->entries[addr_bucket(k->addr, k->scope)];
+	struct entry_node **e = &b->entries[addr_hash(k->addr, k->scope) & (BUCKETS - 1)];
 
 	while (*e && memcmp(&(*e)->key, k, sizeof(*k)))
 		e = &(*e)->next;
@@ -169,6 +190,7 @@ static void addr_update(struct blocks *b, struct addr_node *a)
 	struct nt_block_val top, val;
 	struct verdict all = addr_decide(b, a, NULL);
 	int shared = all.shared, top_blocked = verdict_val(&all, &top), unfit = 0;
+	int active = top_blocked;
 
 	memcpy(k.addr, a->addr, 16);
 	unfit |= entry_set(b, &k, top_blocked ? &top : NULL) < 0;
@@ -191,16 +213,18 @@ static void addr_update(struct blocks *b, struct addr_node *a)
 			val.verdict = NT_VERDICT_ALLOWED;
 		}
 		unfit |= entry_set(b, &k, own ? &val : NULL) < 0; /* none: scope 0's says it */
+		active |= own;
 	}
 	b->c.shared += (size_t)shared - (size_t)a->shared;
 	a->shared = shared;
 	b->c.dropped += unfit && !a->unfit;
 	a->unfit = unfit;
+	a->active = active;
 }
 
 static struct addr_node **addr_find(struct blocks *b, const uint8_t addr[16])
 {
-	struct addr_node **a = &b->addrs[addr_bucket(addr, 0)];
+	struct addr_node **a = &b->addrs[addr_hash(addr, 0) & b->addr_mask];
 
 	while (*a && memcmp((*a)->addr, addr, 16))
 		a = &(*a)->next;
@@ -261,6 +285,44 @@ static unsigned name_victim(const struct blocks *b, const struct addr_node *a)
 	return victim;
 }
 
+/*
+ * Makes room for one address in a full table: an address that refuses nothing anywhere gives
+ * way (not a shared one, whose reachable name keeps it reachable), the one whose answers run
+ * out first of the next EVICT_SAMPLE looked at (EVICT_SCAN while none may), from where the
+ * last search ended. 1 if one did.
+ */
+static int addr_evict(struct blocks *b)
+{
+	struct addr_node **victim = NULL;
+	int64_t victim_expires = 0;
+	unsigned seen = 0, h = b->evict_hand;
+
+	for (unsigned n = 0; n <= b->addr_mask && seen < (victim ? EVICT_SAMPLE : EVICT_SCAN); n++) {
+		h = (b->evict_hand + n) & b->addr_mask;
+		for (struct addr_node **link = &b->addrs[h]; *link; link = &(*link)->next) {
+			const struct addr_node *a = *link;
+			int64_t expires = 0;
+
+			seen++;
+			if (a->active || a->shared || a->unfit)
+				continue;
+			for (unsigned i = 0; i < a->n; i++)
+				if (a->names[i].expires_ns > expires)
+					expires = a->names[i].expires_ns;
+			if (!victim || expires < victim_expires) {
+				victim = link;
+				victim_expires = expires;
+			}
+		}
+	}
+	b->evict_hand = (h + 1) & b->addr_mask;
+	if (!victim)
+		return 0;
+	addr_drop(b, victim);
+	b->c.evicted++;
+	return 1;
+}
+
 void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], int64_t expires_ns)
 {
 	struct addr_node **link = addr_find(b, addr), *a = *link;
@@ -268,11 +330,12 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 	int unfit;
 
 	if (!a) {
-		if (b->c.addrs >= BLOCKS_ADDR_CAP || !(a = calloc(1, sizeof(*a)))) {
+		if ((b->c.addrs >= b->addr_cap && !addr_evict(b)) || !(a = calloc(1, sizeof(*a)))) {
 			b->c.dropped++;
 			return;
 		}
 		memcpy(a->addr, addr, 16);
+		link = addr_find(b, addr); /* the victim may have been before it in its bucket */
 		*link = a;
 		b->c.addrs++;
 	}
@@ -307,7 +370,7 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 
 void blocks_expire(struct blocks *b, int64_t now_ns)
 {
-	for (unsigned h = 0; h < BUCKETS; h++) {
+	for (unsigned h = 0; h <= b->addr_mask; h++) {
 		struct addr_node **link = &b->addrs[h];
 
 		while (*link) {
@@ -353,7 +416,7 @@ int blocks_apply(struct blocks *b, struct policy *p, const char *const *scopes, 
 	free(b->scopes);
 	b->scopes = copy;
 	b->n_scopes = n;
-	for (unsigned h = 0; h < BUCKETS; h++)
+	for (unsigned h = 0; h <= b->addr_mask; h++)
 		for (struct addr_node *a = b->addrs[h]; a; a = a->next)
 			addr_update(b, a);
 	return 0;
@@ -368,7 +431,7 @@ void blocks_free(struct blocks *b)
 {
 	if (!b)
 		return;
-	for (unsigned h = 0; h < BUCKETS; h++)
+	for (unsigned h = 0; h <= b->addr_mask; h++)
 		while (b->addrs[h])
 			addr_drop(b, &b->addrs[h]);
 	for (unsigned h = 0; h < BUCKETS; h++) {
@@ -380,5 +443,6 @@ void blocks_free(struct blocks *b)
 	}
 	policy_unref(b->p);
 	free(b->scopes);
+	free(b->addrs);
 	free(b);
 }

@@ -18,7 +18,8 @@
  * a load balancer's) is refused only with BLOCKS_SHARED_BLOCK: by default the name that may
  * be reached keeps its address, and the enforced name is still refused by DNS.
  */
-#define BLOCKS_ADDR_CAP 16384       /* addresses remembered; more are not enforced */
+#define BLOCKS_ADDR_CAP 16384       /* addresses remembered by default (--block-addresses) */
+#define BLOCKS_ADDR_CAP_MAX (1u << 20)
 #define BLOCKS_NAMES_PER_ADDR 8     /* names per address; the one expiring first gives way */
 #define BLOCKS_ENTRY_CAP NT_BLOCK_ENTRIES /* kernel entries: the size of the BPF map */
 
@@ -32,20 +33,25 @@ struct blocks_ops {
 
 struct blocks_counts {
 	size_t addrs;        /* addresses known */
+	uint64_t evicted;    /* addresses that refused nothing, forgotten to make room for others */
 	size_t entries;      /* kernel entries: blocked, and allowed overrides */
 	size_t blocked;      /* of those, blocked */
 	size_t shared;       /* addresses with an enforced and a reachable name (in some scope) */
-	uint64_t dropped;    /* answers not enforced for want of room: BLOCKS_ADDR_CAP reached (each
-				answer), or BLOCKS_ENTRY_CAP (an address once when its entries stop
-				fitting, then each answer for it while they do not) */
+	uint64_t dropped;    /* answers not enforced for want of room: the address cap reached and
+				no address could give way (each answer), or BLOCKS_ENTRY_CAP (an
+				address once when its entries stop fitting, then each answer for it
+				while they do not) */
 	uint64_t errors;     /* kernel updates that failed (each is tried again at the next
 				decision of its address; a failed delete is not) */
 };
 
 struct blocks;
 
-/* NULL with errno set. */
-struct blocks *blocks_new(const struct blocks_ops *ops, int shared);
+/*
+ * Remembers up to addr_cap addresses (1 to BLOCKS_ADDR_CAP_MAX); when full, one that refuses
+ * nothing gives way to a new one. NULL with errno set.
+ */
+struct blocks *blocks_new(const struct blocks_ops *ops, int shared, size_t addr_cap);
 /* Deletes every kernel entry it made, frees; accepts NULL. */
 void blocks_free(struct blocks *b);
 

@@ -52,7 +52,8 @@ int opt_queue_size(const char *arg, size_t *ret);
 
 /* The DNS options `agent` and `run` share: getopt codes, long options, help text. */
 enum {
-	OPT_DNS_PORT = 0x100,
+	OPT_DNS_FIRST = 0x100,
+	OPT_DNS_PORT = OPT_DNS_FIRST,
 	OPT_UPSTREAM,
 	OPT_DNS_TIMEOUT,
 	OPT_DNS_GRACE,
@@ -61,6 +62,8 @@ enum {
 	OPT_BLOCK_ANSWER,
 	OPT_SHARED_ADDRESS,
 	OPT_ENFORCE_LOOPBACK,
+	OPT_BLOCK_ADDRESSES,
+	OPT_DNS_END /* past the last: a code in [OPT_DNS_FIRST, OPT_DNS_END) goes to opt_dns */
 };
 #define DNS_LONG_OPTIONS                                                                       \
 	{ "dns-port", required_argument, NULL, OPT_DNS_PORT },                                  \
@@ -71,7 +74,8 @@ enum {
 	{ "allow-resolver-sockets", no_argument, NULL, OPT_ALLOW_RESOLVER_SOCKETS },              \
 	{ "block-answer", required_argument, NULL, OPT_BLOCK_ANSWER },                          \
 	{ "shared-address", required_argument, NULL, OPT_SHARED_ADDRESS },                      \
-	{ "enforce-loopback", no_argument, NULL, OPT_ENFORCE_LOOPBACK }
+	{ "enforce-loopback", no_argument, NULL, OPT_ENFORCE_LOOPBACK },                        \
+	{ "block-addresses", required_argument, NULL, OPT_BLOCK_ADDRESSES }
 #define DNS_USAGE                                                                              \
 	"      --upstream ADDR[:PORT]  send every query there, not to the resolver each\n"      \
 	"                              process asked for\n"                                     \
@@ -90,7 +94,9 @@ enum {
 	"                              allow (default: the reachable name keeps working) or\n"  \
 	"                              block\n"                                                 \
 	"      --enforce-loopback      refuse also loopback addresses an enforced name resolved\n" \
-	"                              to (default: the host's own services stay reachable)\n"
+	"                              to (default: the host's own services stay reachable)\n" \
+	"      --block-addresses N     answer addresses remembered for enforcement (default\n" \
+	"                              16384); when full, one that refuses nothing gives way\n"
 struct tracker_opts;
 /* Sets the DNS defaults in o. */
 void opt_dns_defaults(struct tracker_opts *o);

@@ -157,12 +157,12 @@ static int agent_parse(int argc, char **argv, struct agent_args *a)
 		case 'X': a->listen_remote = 1; r = 0; break;
 		case 'N': a->listen = NULL; r = 0; break;
 		case 'h': fputs(agent_usage, stdout); exit(EXIT_OK);
-		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
-		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS: case OPT_BLOCK_ANSWER:
-		case OPT_SHARED_ADDRESS: case OPT_ENFORCE_LOOPBACK:
+		default:
+			if (c < OPT_DNS_FIRST || c >= OPT_DNS_END) {
+				fputs("Try 'nettrail agent --help'.\n", stderr);
+				return EXIT_USAGE;
+			}
 			r = opt_dns(c, optarg, &a->tracker);
-			break;
-		default: fputs("Try 'nettrail agent --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
 			return r;

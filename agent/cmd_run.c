@@ -117,13 +117,13 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		case 'N': a->report = 0; break;
 		case 'v': log_set_level(NT_LOG_DEBUG); break;
 		case 'h': fputs(run_usage, stdout); exit(EXIT_OK);
-		case OPT_DNS_PORT: case OPT_UPSTREAM: case OPT_DNS_TIMEOUT: case OPT_DNS_GRACE:
-		case OPT_NO_DNS: case OPT_ALLOW_RESOLVER_SOCKETS: case OPT_BLOCK_ANSWER:
-		case OPT_SHARED_ADDRESS: case OPT_ENFORCE_LOOPBACK:
+		default:
+			if (c < OPT_DNS_FIRST || c >= OPT_DNS_END) {
+				fputs("Try 'nettrail run --help'.\n", stderr);
+				return EXIT_USAGE;
+			}
 			r = opt_dns(c, optarg, &a->tracker);
 			a->dns_given = 1;
-			break;
-		default: fputs("Try 'nettrail run --help'.\n", stderr); return EXIT_USAGE;
 		}
 		if (r)
 			return r;

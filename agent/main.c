@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "blocks.h"
 #include "cgroup.h"
 #include "cmd.h"
 #include "dns.h"
@@ -181,6 +182,7 @@ void opt_dns_defaults(struct tracker_opts *o)
 	o->dns_opts.timeout_ms = 2000;
 	o->dns_opts.learn_blocked = 1;
 	o->dns_grace_ns = 120 * 1000000000LL;
+	o->block_addrs = BLOCKS_ADDR_CAP;
 }
 
 int opt_dns(int c, const char *arg, struct tracker_opts *o)
@@ -242,6 +244,14 @@ int opt_dns(int c, const char *arg, struct tracker_opts *o)
 		return 0;
 	case OPT_ENFORCE_LOOPBACK:
 		o->enforce_loopback = 1;
+		return 0;
+	case OPT_BLOCK_ADDRESSES:
+		if (parse_u64(arg, 1, BLOCKS_ADDR_CAP_MAX, &v) < 0) {
+			log_err("--block-addresses must be a number from 1 to %u, not '%s'",
+				BLOCKS_ADDR_CAP_MAX, arg);
+			return EXIT_USAGE;
+		}
+		o->block_addrs = (size_t)v;
 		return 0;
 	}
 	return EXIT_USAGE;

@@ -921,6 +921,8 @@ static void tracker_blocks_sync(struct tracker *t)
 	__atomic_store_n(&t->blocks_seen.shared, c.shared, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->blocks_seen.dropped, c.dropped, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->blocks_seen.errors, c.errors, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.addrs, c.addrs, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->blocks_seen.evicted, c.evicted, __ATOMIC_RELAXED);
 	if ((c.entries > 0) == t->policy_active)
 		return;
 	t->policy_active = c.entries > 0;
@@ -1052,8 +1054,8 @@ static void tracker_blocks_reload(struct tracker *t)
 	 * through this process and is remembered as it comes.
 	 */
 	if (!t->blocks_preloaded) {
-		if (store_recent_answers(t->rules_store, since, BLOCKS_ADDR_CAP, block_preload_one,
-					 t) < 0)
+		if (store_recent_answers(t->rules_store, since, (int)t->o.block_addrs,
+					 block_preload_one, t) < 0)
 			log_warn("failed to read recent DNS answers (tried again at the next change "
 				 "of the rules): %s", store_errmsg(t->rules_store));
 		else
@@ -1246,6 +1248,8 @@ void tracker_metrics_snapshot(struct tracker *t, struct metrics_snapshot *ret)
 	ret->block_addrs_shared = __atomic_load_n(&t->blocks_seen.shared, __ATOMIC_RELAXED);
 	ret->block_answers_dropped = __atomic_load_n(&t->blocks_seen.dropped, __ATOMIC_RELAXED);
 	ret->block_map_errors = __atomic_load_n(&t->blocks_seen.errors, __ATOMIC_RELAXED);
+	ret->block_addrs = __atomic_load_n(&t->blocks_seen.addrs, __ATOMIC_RELAXED);
+	ret->block_addrs_evicted = __atomic_load_n(&t->blocks_seen.evicted, __ATOMIC_RELAXED);
 }
 
 int tracker_ready(struct tracker *t, const char **why)
@@ -1299,6 +1303,10 @@ static void stats_snapshot(struct tracker *t, struct stats_item *st)
 	st->values[st->n++] = (int64_t)c.argv_fault;
 	st->names[st->n] = "packets_blocked";
 	st->values[st->n++] = (int64_t)c.egress_blocked;
+	st->names[st->n] = "block_answers_dropped";
+	st->values[st->n++] = (int64_t)__atomic_load_n(&t->blocks_seen.dropped, __ATOMIC_RELAXED);
+	st->names[st->n] = "block_addresses_evicted";
+	st->values[st->n++] = (int64_t)__atomic_load_n(&t->blocks_seen.evicted, __ATOMIC_RELAXED);
 	if (!t->o.dns)
 		return;
 	st->names[st->n] = "events_lost_dns_queue";
@@ -1535,7 +1543,8 @@ int tracker_start(const struct tracker_opts *o, struct tracker **ret, const char
 	/* Enforced addresses are in the kernel before the first hook is attached. */
 	t->blocks = blocks_new(&(struct blocks_ops){ .ctx = t->loader, .put = blocks_put,
 						     .del = blocks_del },
-			       o->shared_block ? BLOCKS_SHARED_BLOCK : BLOCKS_SHARED_ALLOW);
+			       o->shared_block ? BLOCKS_SHARED_BLOCK : BLOCKS_SHARED_ALLOW,
+			       o->block_addrs);
 	r = t->blocks ? cgroup_find_mount(t->cg_mount, sizeof(t->cg_mount)) : -ENOMEM;
 	if (r < 0) {
 		*why = "failed to set up address enforcement";

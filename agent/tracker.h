@@ -36,6 +36,7 @@ struct tracker_opts {
 	int allow_resolver_sockets;
 	int shared_block;         /* refuse an address an enforced and a reachable name share */
 	int enforce_loopback;     /* refuse loopback addresses of enforced names too */
+	size_t block_addrs;       /* answer addresses remembered for enforcement */
 	struct metrics *metrics;  /* counted into when set (the agent's /metrics) */
 };
 

@@ -39,6 +39,8 @@ struct metrics_snapshot {
 	uint64_t block_entries, block_addrs_shared;
 	uint64_t block_answers_dropped;   /* answers not remembered for enforcement: tables full */
 	uint64_t block_map_errors;        /* kernel map updates that failed */
+	uint64_t block_addrs;             /* answer addresses remembered for enforcement */
+	uint64_t block_addrs_evicted;     /* of those, forgotten to make room (they refused nothing) */
 };
 
 typedef void (*metrics_snapshot_fn)(void *ctx, struct metrics_snapshot *ret);

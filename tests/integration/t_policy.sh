@@ -438,6 +438,44 @@ test_policy_shared_address_is_decided_by_an_option_and_reported() {
 	expect_match "$(cat "$T/deps.out")" "\+shared: a name that may be reached resolved to this address too" "explained"
 }
 
+test_policy_a_full_address_table_makes_room_and_counts_what_it_drops() {
+	# Two addresses remembered: the allowed names' give way to the refused ones', and once
+	# every address remembered refuses something, a refused name's address is dropped:
+	# reachable, and counted in /metrics and in stats.
+	start_dnsmasq --host-record=a1.other.test,127.0.0.21 --host-record=a2.other.test,127.0.0.22 \
+		--host-record=b1.blocked.test,127.0.0.31 --host-record=b2.blocked.test,127.0.0.32 \
+		--host-record=b3.blocked.test,127.0.0.33
+	serve_tcp 18513
+	pol add blocked.test --scope deploy --mode enforce
+	start_agent --enforce-loopback --block-addresses 2
+	"$NETTRAIL" run --scope deploy -- sh -c "
+		dig +short +time=2 +tries=1 @$RESOLVER a1.other.test; dig +short +time=2 +tries=1 @$RESOLVER a2.other.test
+		for n in 1 2 3; do
+			dig +short +time=2 +tries=1 @$RESOLVER b\$n.blocked.test
+			$PY $NETUTIL attempt tcp 127.0.0.3\$n 18513
+		done" >"$T/out" 2>"$T/report"
+	expect_eq "$(cat "$T/out")" "127.0.0.21
+127.0.0.22
+tcp EPERM
+tcp EPERM
+tcp ok" "the first two refused names' addresses found room, the third's did not"
+	curl -sf http://127.0.0.1:9874/metrics >"$T/metrics" || fail "scrape"
+	expect_eq "$(metric nettrail_block_addresses)" 2 "addresses remembered: the cap"
+	expect_eq "$(metric nettrail_block_addresses_evicted_total)" 2 "a1's and a2's gave way"
+	expect_eq "$(metric nettrail_block_answers_dropped_total)" 1 "b3's answer was dropped"
+	expect_eq "$(q "$DB" "select verdict, coalesce(domain, '-') from connections where port = 18513 order by id" | tr '|' ' ')" \
+		"blocked b1.blocked.test
+blocked b2.blocked.test
+allowed -" "recorded"
+	stop_agent
+	expect_eq "$(q "$DB" "select name, max(value) from stats where name like 'block_%' group by name order by name" | tr '|' ' ')" \
+		"block_addresses_evicted 2
+block_answers_dropped 1" "the counts are kept in stats"
+	"$NETTRAIL" agent --block-addresses 0 --db "$DB" 2>"$T/err"
+	expect_eq "$?" 2 "bad --block-addresses"
+	expect_match "$(cat "$T/err")" "--block-addresses must be a number from 1 to" "its message"
+}
+
 test_policy_a_blocked_lookup_still_learns_the_addresses() {
 	# Enforced before anyone resolved it: the lookup is refused, and the proxy asks the
 	# upstream anyway, so the script's fallback to an address it has is refused too, at once.

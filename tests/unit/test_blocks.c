@@ -142,7 +142,7 @@ struct fixture {
 	size_t np;
 };
 
-static int setup_mode(void **state, int shared)
+static int setup_mode(void **state, int shared, size_t addr_cap)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
@@ -154,7 +154,7 @@ static int setup_mode(void **state, int shared)
 		return -1;
 	}
 	f->b = blocks_new(&(struct blocks_ops){ .ctx = f->m, .put = map_put, .del = map_del },
-			  shared);
+			  shared, addr_cap);
 	if (!f->b) {
 		free(f->m);
 		free(f);
@@ -166,12 +166,18 @@ static int setup_mode(void **state, int shared)
 
 static int setup(void **state)
 {
-	return setup_mode(state, BLOCKS_SHARED_ALLOW);
+	return setup_mode(state, BLOCKS_SHARED_ALLOW, BLOCKS_ADDR_CAP);
 }
 
 static int setup_shared_block(void **state)
 {
-	return setup_mode(state, BLOCKS_SHARED_BLOCK);
+	return setup_mode(state, BLOCKS_SHARED_BLOCK, BLOCKS_ADDR_CAP);
+}
+
+/* --block-addresses 4 */
+static int setup_four(void **state)
+{
+	return setup_mode(state, BLOCKS_SHARED_ALLOW, 4);
 }
 
 /* blocks_free takes every entry it made out of the map, and only those. */
@@ -726,6 +732,81 @@ static void test_addr_cap(void **state)
 }
 
 /*
+ * A full table makes room: an address that refuses nothing gives way (the one whose answer
+ * runs out first), never one that is refused or shared; only when every address refuses
+ * something is an answer dropped, and counted.
+ */
+static void test_full_table_evicts_what_refuses_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule r[] = { rule(1, "bad.test", ENFORCE, "") };
+	struct blocks_counts c;
+
+	apply(f, r, NULL, 0);
+	learn(f, "ok.test", "192.0.2.1", 300);
+	learn(f, "ok.test", "192.0.2.2", 100); /* runs out first */
+	learn(f, "bad.test", "192.0.2.3", 5000);
+	learn(f, "ok.test", "192.0.2.4", 5000); /* shared: bad.test resolved to it too */
+	learn(f, "bad.test", "192.0.2.4", 5000);
+	assert_int_equal(counts(f).addrs, 4);
+	assert_int_equal(counts(f).shared, 1);
+	learn(f, "bad.test", "192.0.2.5", 5000);
+	entry(f, 0, "192.0.2.5", BLOCKED, 1, 5000);
+	c = counts(f);
+	assert_int_equal(c.addrs, 4);
+	assert_int_equal(c.evicted, 1);
+	assert_int_equal(c.dropped, 0);
+	/* 192.0.2.2 was forgotten, 192.0.2.1 is still known: a new answer for it takes no room. */
+	learn(f, "ok.test", "192.0.2.1", 400);
+	assert_int_equal(counts(f).evicted, 1);
+	/* bad.test resolving to 192.0.2.2 now is not shared with ok.test. */
+	learn(f, "ok.test", "192.0.2.6", 5000); /* 192.0.2.1 gives way */
+	learn(f, "bad.test", "192.0.2.2", 5000); /* 192.0.2.6 gives way */
+	entry(f, 0, "192.0.2.2", BLOCKED, 1, 5000);
+	c = counts(f);
+	assert_int_equal(c.evicted, 3);
+	assert_int_equal(c.dropped, 0);
+	assert_int_equal(c.shared, 1);
+	holds(f, 3);
+	/* Every address refuses something or is shared: new answers are dropped, counted. */
+	learn(f, "bad.test", "192.0.2.7", 5000);
+	learn(f, "ok.test", "192.0.2.8", 5000);
+	no_entry(f, 0, "192.0.2.7");
+	c = counts(f);
+	assert_int_equal(c.addrs, 4);
+	assert_int_equal(c.evicted, 3);
+	assert_int_equal(c.dropped, 2);
+	/* The rule goes: nothing is refused, and the next answer finds room. */
+	{
+		struct policy_rule none[] = { rule(2, "other.test", ENFORCE, "") };
+
+		apply(f, none, NULL, 0);
+	}
+	holds(f, 0);
+	learn(f, "bad.test", "192.0.2.7", 5000);
+	c = counts(f);
+	assert_int_equal(c.evicted, 4);
+	assert_int_equal(c.dropped, 2);
+	assert_int_equal(c.errors, 0);
+}
+
+/* The cap is checked: 0 and more than the most are refused. */
+static void test_addr_cap_bounds(void **state)
+{
+	const struct blocks_ops ops = { .put = map_put, .del = map_del };
+	struct blocks *b;
+
+	(void)state;
+	errno = 0;
+	assert_null(blocks_new(&ops, BLOCKS_SHARED_ALLOW, 0));
+	assert_int_equal(errno, EINVAL);
+	assert_null(blocks_new(&ops, BLOCKS_SHARED_ALLOW, BLOCKS_ADDR_CAP_MAX + 1));
+	b = blocks_new(&ops, BLOCKS_SHARED_ALLOW, 1);
+	assert_non_null(b);
+	blocks_free(b);
+}
+
+/*
  * More entries than the kernel map holds: every address of example.test needs one in each of
  * five scopes, 5 * BLOCKS_ADDR_CAP > BLOCKS_ENTRY_CAP. The addresses whose entries did not fit
  * are counted once each, however often the rules are applied again.
@@ -882,6 +963,9 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_names_per_addr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addr_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_table_evicts_what_refuses_nothing,
+						setup_four, teardown),
+		cmocka_unit_test(test_addr_cap_bounds),
 		cmocka_unit_test_setup_teardown(test_entry_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_del_fails, setup, teardown),
