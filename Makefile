@@ -214,7 +214,8 @@ $(BUILD)/bench/httpbench: bench/httpbench.c $(BUILD)/exporters/http.o $(BUILD)/e
 	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
 
 # Rule matching: the rule set against a linear scan of the same rules, in one run.
-$(BUILD)/bench/policybench: bench/policybench.c $(BUILD)/agent/policy.o Makefile
+$(BUILD)/bench/policybench: bench/policybench.c $(BUILD)/agent/policy.o $(BUILD)/agent/blocks.o \
+	Makefile
 	$(Q)mkdir -p $(@D)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(filter-out Makefile,$^) $(LIBS) -o $@
