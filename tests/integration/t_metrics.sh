@@ -111,6 +111,9 @@ test_metrics_promtool_clean() {
 	promtool check metrics <"$T/metrics" >"$T/promtool.out" 2>&1
 	expect_eq "$?" 0 "promtool check metrics exit status"
 	expect_eq "$(cat "$T/promtool.out")" "" "promtool check metrics output"
+	# Every family the agent exports is in docs/metrics.md's table, and nothing else is.
+	expect_eq "$(awk '/^# TYPE / { print $3 }' "$T/metrics" | sort)" \
+		"$(grep -oE '^\| `(nettrail|process)_[a-z_]+`' "$DOCS/metrics.md" | tr -d '|` ' | sort -u)" "the families docs/metrics.md lists"
 	# The scrape configuration and the alerting rules the documentation gives are valid.
 	doc_block "$DOCS/grafana.md" "# prometheus.yml" >"$T/prometheus.yml" 2>"$T/check-config.out" &&
 		promtool check config "$T/prometheus.yml" >"$T/check-config.out" 2>&1 ||
