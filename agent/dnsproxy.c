@@ -1465,6 +1465,32 @@ void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret)
 	*ret = p->c;
 }
 
+static int in_flight(const struct dnsproxy *p)
+{
+	if (p->head)
+		return 1;
+	for (const struct tcpconn *c = p->conns; c; c = c->next)
+		if (c->n_pend)
+			return 1;
+	return 0;
+}
+
+void dnsproxy_settle(struct dnsproxy *p, int max_ms)
+{
+	int64_t deadline = mono_ms() + max_ms;
+
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		struct epoll_event ev;
+
+		dnsproxy_tick(p);
+		if (!in_flight(p) || left <= 0)
+			return;
+		if (epoll_wait(p->epfd, &ev, 1, (int)(left < 50 ? left : 50)) > 0)
+			dnsproxy_dispatch(p);
+	}
+}
+
 void dnsproxy_abandon(struct dnsproxy *p)
 {
 	while (p->head)

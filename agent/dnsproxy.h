@@ -76,6 +76,11 @@ void dnsproxy_dispatch(struct dnsproxy *p);
 /* Answers SERVFAIL to what waited past the deadline; call at least every 100 ms. */
 void dnsproxy_tick(struct dnsproxy *p);
 void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret);
+/*
+ * Handles what comes until nothing waits for the upstream, or for max_ms at most: the queries
+ * in flight when the proxy stops get their answers and rcodes recorded, not SERVFAIL.
+ */
+void dnsproxy_settle(struct dnsproxy *p, int max_ms);
 /* Gives up every pending query: recorded, SERVFAIL to the client. */
 void dnsproxy_abandon(struct dnsproxy *p);
 /* Abandons what is pending, closes every socket, frees. */

@@ -37,6 +37,7 @@
 #define SCOPES_CAP 1024       /* cgroups whose scope the main thread remembers */
 #define SCOPE_IDX_MAX 1023    /* scopes with rules of their own that the kernel can tell apart */
 #define FD_CB_MAX 8
+#define FINISH_SETTLE_MS 1000 /* how long queries in flight at the end may wait for their answer */
 /* The domains cache under no scope's name ('*' is not valid in one): any scope's answers. */
 #define ANY_SCOPE "*"
 #define STATS_BUSY_INTERVAL_NS (60 * 1000000000LL)
@@ -1664,9 +1665,15 @@ int tracker_finish(struct tracker *t, struct tracker_counts *ret)
 	/* No new events once detached; then everything still in the ring buffer is stored. */
 	loader_detach(t->loader);
 	ring_buffer__consume(t->rb);
-	/* Queries still waiting for their upstream are answered (SERVFAIL) and recorded. */
+	/*
+	 * What arrived before the detach is handled, and what still waits for the upstream gets
+	 * a moment to be answered (the process that asked may be gone, the record is not); then
+	 * the rest is answered SERVFAIL and recorded.
+	 */
 	if (t->dns) {
-		dnsproxy_dispatch(t->dns); /* what arrived before the detach is answered */
+		dnsproxy_dispatch(t->dns);
+		dnsproxy_settle(t->dns, FINISH_SETTLE_MS < t->o.dns_opts.timeout_ms ?
+						FINISH_SETTLE_MS : t->o.dns_opts.timeout_ms);
 		dnsproxy_abandon(t->dns);
 		dnsproxy_counts(t->dns, &t->dns_final);
 		dnsproxy_close(t->dns);

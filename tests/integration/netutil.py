@@ -210,6 +210,23 @@ def udp_sink(host, port):
         s.recvfrom(65535)
 
 
+def dns_slow(host, port, delay_ms):
+    """A resolver that answers every query after delay_ms: one A record, 127.0.0.10."""
+    check_loopback(host)
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.bind((host, port))
+    print("ready", flush=True)
+    while True:
+        q, peer = s.recvfrom(65535)
+        time.sleep(delay_ms / 1000)
+        end = 12
+        while q[end]:
+            end += 1 + q[end]
+        end += 5  # the root label, QTYPE, QCLASS
+        answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([127, 0, 0, 10])
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + q[12:end] + answer, peer)
+
+
 def dns_garbage(host, port, n):
     """n datagrams that are not DNS (short, random, lying counts) to host:port."""
     check_loopback(host)
@@ -427,6 +444,8 @@ def main(argv):
         unix_connect(args[0])
     elif cmd == "udp-sink":
         udp_sink(args[0], int(args[1]))
+    elif cmd == "dns-slow":
+        dns_slow(args[0], int(args[1]), int(args[2]))
     elif cmd == "dns-garbage":
         dns_garbage(args[0], int(args[1]), int(args[2]))
     elif cmd == "tcp-hang":

@@ -354,6 +354,26 @@ test_dns_sender_gone_before_the_answer() {
 		"ci.example.test NOERROR 1 1" "attributed with its command line"
 }
 
+test_dns_answer_after_the_run_ended_is_recorded() {
+	# The script asks and exits at once; the upstream answers 300 ms later, after the run's
+	# command is gone: the run waits for that answer (a second at most), so the record has
+	# the upstream's rcode, not the SERVFAIL of a proxy that stopped.
+	bg "$PY" "$NETUTIL" dns-slow 127.0.0.96 53 300 >"$T/slow"
+	wait_for "$T/slow" ready || fail "slow resolver did not start"
+	nrun --dns-timeout 10s -- "$PY" "$NETUTIL" dns-send-exit 127.0.0.96 ci.example.test
+	expect_eq "$RC" 0 "run"
+	expect_eq "$(q "$DB" "select rcode, coalesce(error, '-'), latency_ns >= 300000000 from dns_queries" | tr '|' ' ')" \
+		"NOERROR - 1" "answered after the run's command ended"
+	# A resolver that never answers holds the run's end up for a second, not for the timeout.
+	bg "$PY" "$NETUTIL" udp-sink 127.0.0.95 53 >"$T/sink"
+	wait_for "$T/sink" ready || fail "sink did not start"
+	local t0=$SECONDS
+	nrun --dns-timeout 30s -- "$PY" "$NETUTIL" dns-send-exit 127.0.0.95 ci.example.test
+	[ $((SECONDS - t0)) -le 10 ] || fail "the run's end waited $((SECONDS - t0)) s for the upstream"
+	expect_eq "$(q "$DB" "select rcode, error from dns_queries order by id desc limit 1" | tr '|' ' ')" \
+		"SERVFAIL agent stopping" "recorded as given up"
+}
+
 test_dns_domain_remembered_across_runs_of_a_scope() {
 	# A run resolves a name; the next run of the scope connects to the address it cached:
 	# the scope resolved it a moment ago, so the connection has the name. Another scope not.
