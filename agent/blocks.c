@@ -287,9 +287,12 @@ static unsigned name_victim(const struct blocks *b, const struct addr_node *a)
 
 /*
  * Makes room for one address in a full table: an address that refuses nothing anywhere gives
- * way (not a shared one, whose reachable name keeps it reachable), the one whose answers run
- * out first of the next EVICT_SAMPLE looked at (EVICT_SCAN while none may), from where the
- * last search ended. 1 if one did.
+ * way (not a shared one), the one whose answers run out first of the next EVICT_SAMPLE looked
+ * at (EVICT_SCAN while none may), from where the last search ended. 1 if one did.
+ *
+ * Only where shared addresses are refused: otherwise what is remembered of the names that
+ * may be reached is what keeps their address reachable when an enforced name resolves to it
+ * later, and forgetting it would refuse them. There the new answer is dropped instead.
  */
 static int addr_evict(struct blocks *b)
 {
@@ -297,6 +300,8 @@ static int addr_evict(struct blocks *b)
 	int64_t victim_expires = 0;
 	unsigned seen = 0, h = b->evict_hand;
 
+	if (b->shared_mode != BLOCKS_SHARED_BLOCK)
+		return 0;
 	for (unsigned n = 0; n <= b->addr_mask && seen < (victim ? EVICT_SAMPLE : EVICT_SCAN); n++) {
 		h = (b->evict_hand + n) & b->addr_mask;
 		for (struct addr_node **link = &b->addrs[h]; *link; link = &(*link)->next) {

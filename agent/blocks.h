@@ -33,12 +33,13 @@ struct blocks_ops {
 
 struct blocks_counts {
 	size_t addrs;        /* addresses known */
-	uint64_t evicted;    /* addresses that refused nothing, forgotten to make room for others */
+	uint64_t evicted;    /* addresses that refused nothing, forgotten to make room for others
+				(BLOCKS_SHARED_BLOCK only) */
 	size_t entries;      /* kernel entries: blocked, and allowed overrides */
 	size_t blocked;      /* of those, blocked */
 	size_t shared;       /* addresses with an enforced and a reachable name (in some scope) */
-	uint64_t dropped;    /* answers not enforced for want of room: the address cap reached and
-				no address could give way (each answer), or BLOCKS_ENTRY_CAP (an
+	uint64_t dropped;    /* answers not remembered for want of room: the address cap reached
+				and no address could give way (each answer), or BLOCKS_ENTRY_CAP (an
 				address once when its entries stop fitting, then each answer for it
 				while they do not) */
 	uint64_t errors;     /* kernel updates that failed (each is tried again at the next
@@ -48,8 +49,9 @@ struct blocks_counts {
 struct blocks;
 
 /*
- * Remembers up to addr_cap addresses (1 to BLOCKS_ADDR_CAP_MAX); when full, one that refuses
- * nothing gives way to a new one. NULL with errno set.
+ * Remembers up to addr_cap addresses (1 to BLOCKS_ADDR_CAP_MAX); when full, with
+ * BLOCKS_SHARED_BLOCK one that refuses nothing gives way to a new one, else the new answer is
+ * dropped. NULL with errno set.
  */
 struct blocks *blocks_new(const struct blocks_ops *ops, int shared, size_t addr_cap);
 /* Deletes every kernel entry it made, frees; accepts NULL. */

@@ -96,7 +96,8 @@ enum {
 	"      --enforce-loopback      refuse also loopback addresses an enforced name resolved\n" \
 	"                              to (default: the host's own services stay reachable)\n" \
 	"      --block-addresses N     answer addresses remembered for enforcement (default\n" \
-	"                              16384); when full, one that refuses nothing gives way\n"
+	"                              16384): raise it when nettrail_block_answers_dropped_total\n" \
+	"                              grows\n"
 struct tracker_opts;
 /* Sets the DNS defaults in o. */
 void opt_dns_defaults(struct tracker_opts *o);

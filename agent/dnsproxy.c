@@ -1465,10 +1465,12 @@ void dnsproxy_counts(const struct dnsproxy *p, struct dnsproxy_counts *ret)
 	*ret = p->c;
 }
 
+/* Whether a client waits for the upstream (not the proxy's own questions, once answered). */
 static int in_flight(const struct dnsproxy *p)
 {
-	if (p->head)
-		return 1;
+	for (const struct pending *e = p->head; e; e = e->next)
+		if (!e->learn || e->reply_waiting)
+			return 1;
 	for (const struct tcpconn *c = p->conns; c; c = c->next)
 		if (c->n_pend)
 			return 1;

@@ -9,9 +9,10 @@
  * Exit 1 if the two decide any query differently.
  *
  * Then the address table (agent/blocks.c) under 1,000 of those rules, its kernel writes
- * counted, not made: ns per answer learnt while there is room, and once the table is full
- * (each new address has another give way, or is dropped), and the time a change of the
- * rules takes to decide every remembered address again, for the default cap.
+ * counted, not made, with --shared-address block: ns per answer learnt while there is room,
+ * and once the table is full (each new address has another give way, or is dropped), and the
+ * time a change of the rules takes to decide every remembered address again, for the default
+ * cap.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -221,7 +222,7 @@ static int address_table(const struct bench *b)
 	unsigned long writes = 0;
 	struct blocks *t = blocks_new(&(struct blocks_ops){ .ctx = &writes, .put = count_put,
 							    .del = count_del },
-				      BLOCKS_SHARED_ALLOW, BLOCKS_ADDR_CAP);
+				      BLOCKS_SHARED_BLOCK, BLOCKS_ADDR_CAP);
 	struct blocks_counts c;
 	double room_ns, full_ns, apply_s = 1e9;
 
@@ -241,7 +242,7 @@ static int address_table(const struct bench *b)
 	blocks_counts(t, &c);
 	snprintf(table_out, sizeof(table_out),
 		 "== policy: address table, %u addresses (--block-addresses default), %zu rules,"
-		 " 3 scopes with rules of their own\n"
+		 " 3 scopes with rules of their own, --shared-address block\n"
 		 "  learn an answer: %.0f ns with room, %.0f ns when full  ratio full/room %.2f"
 		 "  (%llu gave way, %llu dropped, %zu kernel entries)\n"
 		 "  a change of the rules decides every address again: %.1f ms, %.0f ns per"

@@ -415,14 +415,14 @@ static void policy_render(struct out *o, const struct metrics_snapshot *s)
 	       "Addresses of DNS answers remembered for address enforcement (--block-addresses).",
 	       s->block_addrs);
 	simple(o, "nettrail_block_addresses_evicted_total", "counter",
-	       "Remembered addresses that refused nothing, forgotten to make room for new answers.",
+	       "Remembered addresses that refused nothing, forgotten to make room for new answers "
+	       "(--shared-address block).",
 	       s->block_addrs_evicted);
 	simple(o, "nettrail_block_addresses_shared", "gauge",
 	       "Addresses an enforced name and a reachable name both resolved to (a CDN's).",
 	       s->block_addrs_shared);
 	simple(o, "nettrail_block_answers_dropped_total", "counter",
-	       "DNS answers not enforced at their addresses: the tables were full of addresses "
-	       "that refuse something.",
+	       "DNS answers not remembered for address enforcement: the tables were full.",
 	       s->block_answers_dropped);
 	simple(o, "nettrail_block_update_errors_total", "counter",
 	       "Updates of the kernel's address table that failed.", s->block_map_errors);

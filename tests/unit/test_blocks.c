@@ -180,6 +180,12 @@ static int setup_four(void **state)
 	return setup_mode(state, BLOCKS_SHARED_ALLOW, 4);
 }
 
+/* --block-addresses 4 --shared-address block */
+static int setup_four_shared_block(void **state)
+{
+	return setup_mode(state, BLOCKS_SHARED_BLOCK, 4);
+}
+
 /* blocks_free takes every entry it made out of the map, and only those. */
 static int teardown(void **state)
 {
@@ -732,9 +738,9 @@ static void test_addr_cap(void **state)
 }
 
 /*
- * A full table makes room: an address that refuses nothing gives way (the one whose answer
- * runs out first), never one that is refused or shared; only when every address refuses
- * something is an answer dropped, and counted.
+ * A full table makes room where shared addresses are refused: an address that refuses nothing
+ * gives way (the one whose answer runs out first), never one that is refused; only when every
+ * address refuses something is an answer dropped, and counted.
  */
 static void test_full_table_evicts_what_refuses_nothing(void **state)
 {
@@ -746,7 +752,7 @@ static void test_full_table_evicts_what_refuses_nothing(void **state)
 	learn(f, "ok.test", "192.0.2.1", 300);
 	learn(f, "ok.test", "192.0.2.2", 100); /* runs out first */
 	learn(f, "bad.test", "192.0.2.3", 5000);
-	learn(f, "ok.test", "192.0.2.4", 5000); /* shared: bad.test resolved to it too */
+	learn(f, "ok.test", "192.0.2.4", 5000); /* shared, so refused */
 	learn(f, "bad.test", "192.0.2.4", 5000);
 	assert_int_equal(counts(f).addrs, 4);
 	assert_int_equal(counts(f).shared, 1);
@@ -759,7 +765,6 @@ static void test_full_table_evicts_what_refuses_nothing(void **state)
 	/* 192.0.2.2 was forgotten, 192.0.2.1 is still known: a new answer for it takes no room. */
 	learn(f, "ok.test", "192.0.2.1", 400);
 	assert_int_equal(counts(f).evicted, 1);
-	/* bad.test resolving to 192.0.2.2 now is not shared with ok.test. */
 	learn(f, "ok.test", "192.0.2.6", 5000); /* 192.0.2.1 gives way */
 	learn(f, "bad.test", "192.0.2.2", 5000); /* 192.0.2.6 gives way */
 	entry(f, 0, "192.0.2.2", BLOCKED, 1, 5000);
@@ -767,8 +772,8 @@ static void test_full_table_evicts_what_refuses_nothing(void **state)
 	assert_int_equal(c.evicted, 3);
 	assert_int_equal(c.dropped, 0);
 	assert_int_equal(c.shared, 1);
-	holds(f, 3);
-	/* Every address refuses something or is shared: new answers are dropped, counted. */
+	holds(f, 4);
+	/* Every address refuses something: new answers are dropped, counted. */
 	learn(f, "bad.test", "192.0.2.7", 5000);
 	learn(f, "ok.test", "192.0.2.8", 5000);
 	no_entry(f, 0, "192.0.2.7");
@@ -788,6 +793,34 @@ static void test_full_table_evicts_what_refuses_nothing(void **state)
 	assert_int_equal(c.evicted, 4);
 	assert_int_equal(c.dropped, 2);
 	assert_int_equal(c.errors, 0);
+}
+
+/*
+ * Where shared addresses stay reachable (the default), nothing gives way: a reachable name's
+ * address forgotten would be refused once an enforced name resolved to it. The new answer is
+ * dropped, counted, and the reachable name keeps its address.
+ */
+static void test_full_table_keeps_reachable_addresses(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule r[] = { rule(1, "bad.test", ENFORCE, "") };
+	struct blocks_counts c;
+
+	apply(f, r, NULL, 0);
+	learn(f, "ok.test", "192.0.2.1", 100);
+	learn(f, "ok.test", "192.0.2.2", 100);
+	learn(f, "ok.test", "192.0.2.3", 100);
+	learn(f, "bad.test", "192.0.2.9", 5000);
+	learn(f, "bad.test", "192.0.2.10", 5000);
+	no_entry(f, 0, "192.0.2.10");
+	learn(f, "bad.test", "192.0.2.1", 5000); /* a CDN's: ok.test keeps it */
+	no_entry(f, 0, "192.0.2.1");
+	c = counts(f);
+	assert_int_equal(c.addrs, 4);
+	assert_int_equal(c.evicted, 0);
+	assert_int_equal(c.dropped, 1);
+	assert_int_equal(c.shared, 1);
+	holds(f, 1);
 }
 
 /* The cap is checked: 0 and more than the most are refused. */
@@ -964,6 +997,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_names_per_addr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addr_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_table_evicts_what_refuses_nothing,
+						setup_four_shared_block, teardown),
+		cmocka_unit_test_setup_teardown(test_full_table_keeps_reachable_addresses,
 						setup_four, teardown),
 		cmocka_unit_test(test_addr_cap_bounds),
 		cmocka_unit_test_setup_teardown(test_entry_cap, setup, teardown),
