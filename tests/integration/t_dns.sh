@@ -355,14 +355,14 @@ test_dns_sender_gone_before_the_answer() {
 }
 
 test_dns_answer_after_the_run_ended_is_recorded() {
-	# The script asks and exits at once; the upstream answers 300 ms later, after the run's
+	# The script asks and exits at once; the upstream answers 150 ms later, after the run's
 	# command is gone: the run waits for that answer (a second at most), so the record has
 	# the upstream's rcode, not the SERVFAIL of a proxy that stopped.
-	bg "$PY" "$NETUTIL" dns-slow 127.0.0.96 53 300 >"$T/slow"
+	bg "$PY" "$NETUTIL" dns-slow 127.0.0.96 53 150 >"$T/slow"
 	wait_for "$T/slow" ready || fail "slow resolver did not start"
 	nrun --dns-timeout 10s -- "$PY" "$NETUTIL" dns-send-exit 127.0.0.96 ci.example.test
 	expect_eq "$RC" 0 "run"
-	expect_eq "$(q "$DB" "select rcode, coalesce(error, '-'), latency_ns >= 300000000 from dns_queries" | tr '|' ' ')" \
+	expect_eq "$(q "$DB" "select rcode, coalesce(error, '-'), latency_ns >= 150000000 from dns_queries" | tr '|' ' ')" \
 		"NOERROR - 1" "answered after the run's command ended"
 	# A resolver that never answers holds the run's end up for a second, not for the timeout.
 	bg "$PY" "$NETUTIL" udp-sink 127.0.0.95 53 >"$T/sink"
