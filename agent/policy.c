@@ -400,6 +400,22 @@ void policy_decide(const struct policy *p, const char *scope, const char *name,
 		snprintf(ret->rule, sizeof(ret->rule), "%s", "default");
 }
 
+void policy_decide_chain(const struct policy *p, const char *scope, const char *name,
+			 const char *chain, struct policy_decision *ret)
+{
+	policy_decide(p, scope, name, ret);
+	if (!chain || (ret->rule_id && ret->mode == POLICY_ALLOW))
+		return;
+	for (const char *t = chain; *t && ret->mode != POLICY_ENFORCE; t += strlen(t) + 1) {
+		struct policy_decision d;
+
+		policy_decide(p, scope, t, &d);
+		if (d.rule_id && d.mode != POLICY_ALLOW &&
+		    (d.mode > ret->mode || (d.mode == ret->mode && !ret->rule_id)))
+			*ret = d;
+	}
+}
+
 int policy_rule_by_id(const struct policy *p, int64_t id, struct policy_decision *ret)
 {
 	struct id_ref key = { .id = id };

@@ -89,6 +89,17 @@ uint8_t policy_default_mode(const struct policy *p, const char *scope);
 void policy_decide(const struct policy *p, const char *scope, const char *name,
 		   struct policy_decision *ret);
 
+/*
+ * What the rules say of a name whose answer was a chain of CNAMEs: chain holds the targets,
+ * each ending in '\0', and the list ends in an empty one ("a\0b\0\0"; NULL: no chain). A
+ * rule of a target decides where it says monitor or enforce and that is more than the name's
+ * own decision, unless a rule of the name's own allows it. Scope defaults are not asked of the
+ * targets: under a lock-down every CDN name behind an allowed name would be refused. At equal
+ * mode, a target's rule is named where only a default decided the name.
+ */
+void policy_decide_chain(const struct policy *p, const char *scope, const char *name,
+			 const char *chain, struct policy_decision *ret);
+
 /* The rule of that id (mode, pattern, scope) into *ret: 1, or 0 if the set has none. */
 int policy_rule_by_id(const struct policy *p, int64_t id, struct policy_decision *ret);
 

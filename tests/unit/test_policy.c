@@ -742,6 +742,57 @@ static void test_rules_max(void **state)
 	check_default(p, "web", "h100000.example", ALLOW);
 }
 
+/* decide_chain's answer for (scope, name, chain): mode, rule id and pattern. */
+static void chain_(const struct policy *p, const char *scope, const char *name, const char *chain,
+		   int mode, int64_t id, const char *rule_text, const char *file, int line)
+{
+	struct policy_decision d;
+
+	memset(&d, 0xa5, sizeof(d));
+	policy_decide_chain(p, scope, name, chain, &d);
+	if (d.mode == mode && d.rule_id == id && !strcmp(d.rule, rule_text))
+		return;
+	print_error("decide_chain(\"%s\", \"%s\"): want %s id %lld \"%s\", got %s id %lld \"%s\"\n",
+		    scope, name, policy_mode_name(mode), (long long)id, rule_text,
+		    policy_mode_name(d.mode), (long long)d.rule_id, d.rule);
+	_fail(file, line);
+}
+#define chain(p, scope, name, c, mode, id, rule_text) \
+	chain_(p, scope, name, c, mode, id, rule_text, __FILE__, __LINE__)
+
+/*
+ * An answer's CNAME chain: a target's monitor or enforce rule decides where it says more than
+ * the name's own decision; the name's own allow rule wins; defaults are not asked of targets.
+ */
+static void test_cname_chain(void **state)
+{
+	struct policy_rule r[] = {
+		rule(1, "cdn.example", ENFORCE, ""),     rule(2, "=edge.example", MONITOR, ""),
+		rule(3, "=ok.test", ALLOW, "deploy"),     rule(4, "watched.test", MONITOR, ""),
+		rule(5, "=allowed.example", ALLOW, ""),
+	};
+	struct policy_default d[] = { dflt("locked", ENFORCE), dflt("", MONITOR) };
+	struct policy *p = build(state, r, 5, d, 2);
+
+	/* No chain, or a chain of names no rule names: the name's own decision. */
+	chain(p, "web", "www.site.test", NULL, MONITOR, 0, "default");
+	chain(p, "web", "www.site.test", "x.other\0\0", MONITOR, 0, "default");
+	/* A target's enforce rule over the name's default, wherever it is in the chain. */
+	chain(p, "web", "www.site.test", "edge.example\0a.cdn.example\0\0", ENFORCE, 1, "cdn.example");
+	/* A target's monitor rule names a decision only a default made, at the same mode. */
+	chain(p, "web", "www.site.test", "edge.example\0\0", MONITOR, 2, "=edge.example");
+	/* ... but not one a rule of the name's own made. */
+	chain(p, "web", "a.watched.test", "edge.example\0\0", MONITOR, 4, "watched.test");
+	/* The name's own allow rule wins, in its scope only. */
+	chain(p, "deploy", "ok.test", "a.cdn.example\0\0", ALLOW, 3, "=ok.test");
+	chain(p, "web", "ok.test", "a.cdn.example\0\0", ENFORCE, 1, "cdn.example");
+	/* A target's allow rule does not lift the name's default. */
+	chain(p, "web", "www.site.test", "allowed.example\0\0", MONITOR, 0, "default");
+	/* Under a lock-down the default is not asked of the targets: a rule's monitor stays. */
+	chain(p, "locked", "a.watched.test", "x.other\0\0", MONITOR, 4, "watched.test");
+	chain(p, "locked", "www.site.test", NULL, ENFORCE, 0, "default");
+}
+
 /* Two references: the first unref leaves the set usable, the second frees it (ASan). */
 static void test_refcount(void **state)
 {
@@ -786,6 +837,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_build_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rules_max, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cname_chain, setup, teardown),
 		cmocka_unit_test(test_refcount),
 	};
 
