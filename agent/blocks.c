@@ -10,7 +10,7 @@
 #define EVICT_SCAN 1024  /* or up to this many while none of them may */
 
 struct name_ref {
-	char *name;
+	char *name; /* and after it the CNAME chain its answer had ("a\0b\0\0"), or "" */
 	int64_t expires_ns;
 };
 
@@ -44,6 +44,49 @@ struct blocks {
 	struct entry_node *entries[BUCKETS];
 	struct blocks_counts c;
 };
+
+/* The bytes of a chain with its last '\0' (1 for none). */
+static size_t chain_size(const char *chain)
+{
+	const char *t = chain;
+
+	if (!chain)
+		return 1;
+	while (*t)
+		t += strlen(t) + 1;
+	return (size_t)(t - chain) + 1;
+}
+
+/* A name and its chain in one allocation, as name_ref keeps them. */
+static char *name_dup(const char *name, const char *chain)
+{
+	size_t n = strlen(name) + 1, c = chain_size(chain);
+	char *r = malloc(n + c);
+
+	if (!r)
+		return NULL;
+	memcpy(r, name, n);
+	if (chain)
+		memcpy(r + n, chain, c);
+	else
+		r[n] = '\0';
+	return r;
+}
+
+/* The chain kept after a name, or NULL. */
+static const char *name_chain(const char *ref)
+{
+	const char *c = ref + strlen(ref) + 1;
+
+	return *c ? c : NULL;
+}
+
+/* What the rules say of a kept name in scope (NULL: every scope's rules), its chain too. */
+static void name_decide(const struct blocks *b, const char *scope, const char *ref,
+			struct policy_decision *d)
+{
+	policy_decide_chain(b->p, scope, ref, name_chain(ref), d);
+}
 
 static unsigned addr_hash(const uint8_t addr[16], uint32_t scope)
 {
@@ -155,7 +198,7 @@ static struct verdict addr_decide(const struct blocks *b, const struct addr_node
 	for (unsigned i = 0; i < a->n; i++) {
 		struct policy_decision d;
 
-		policy_decide(b->p, scope, a->names[i].name, &d);
+		name_decide(b, scope, a->names[i].name, &d);
 		if (d.mode != POLICY_ENFORCE)
 			continue;
 		enforced++;
@@ -245,18 +288,18 @@ static void addr_drop(struct blocks *b, struct addr_node **link)
 	b->c.addrs--;
 }
 
-/* Whether the rules of every scope, or of a scope with rules of its own, enforce name. */
+/* Whether the rules of every scope, or of a scope with rules of its own, enforce a kept name. */
 static int name_enforced(const struct blocks *b, const char *name)
 {
 	struct policy_decision d;
 
-	policy_decide(b->p, NULL, name, &d);
+	name_decide(b, NULL, name, &d);
 	if (d.mode == POLICY_ENFORCE)
 		return 1;
 	for (size_t s = 0; s < b->n_scopes; s++) {
 		if (!b->scopes[s])
 			continue;
-		policy_decide(b->p, b->scopes[s], name, &d);
+		name_decide(b, b->scopes[s], name, &d);
 		if (d.mode == POLICY_ENFORCE)
 			return 1;
 	}
@@ -328,7 +371,8 @@ static int addr_evict(struct blocks *b)
 	return 1;
 }
 
-void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], int64_t expires_ns)
+void blocks_learn(struct blocks *b, const char *name, const char *chain, const uint8_t addr[16],
+		  int64_t expires_ns)
 {
 	struct addr_node **link = addr_find(b, addr), *a = *link;
 	unsigned i, victim = 0;
@@ -352,12 +396,24 @@ void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], in
 		victim = name_victim(b, a);
 	unfit = a->unfit;
 	if (i < a->n) {
-		if (expires_ns <= a->names[i].expires_ns && !unfit)
+		const char *had = name_chain(a->names[i].name);
+		size_t size = chain_size(chain);
+		int same = size == chain_size(had) && (!chain || !memcmp(had, chain, size));
+
+		if (expires_ns <= a->names[i].expires_ns && same && !unfit)
 			return; /* nothing new */
+		if (!same) { /* the name's answer leads elsewhere now */
+			char *copy = name_dup(name, chain);
+
+			if (copy) {
+				free(a->names[i].name);
+				a->names[i].name = copy;
+			}
+		}
 		if (expires_ns > a->names[i].expires_ns)
 			a->names[i].expires_ns = expires_ns;
 	} else {
-		char *copy = strdup(name);
+		char *copy = name_dup(name, chain);
 
 		if (!copy) {
 			b->c.dropped++;

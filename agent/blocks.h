@@ -63,8 +63,12 @@ void blocks_free(struct blocks *b);
  */
 int blocks_apply(struct blocks *b, struct policy *p, const char *const *scopes, size_t n);
 
-/* name resolved to addr (IPv6 or ::ffff:IPv4) until expires_ns (boot-time ns). */
-void blocks_learn(struct blocks *b, const char *name, const uint8_t addr[16], int64_t expires_ns);
+/*
+ * name resolved to addr (IPv6 or ::ffff:IPv4) until expires_ns (boot-time ns), through the
+ * CNAME chain (policy_decide_chain; NULL: none), which the rules of its targets decide too.
+ */
+void blocks_learn(struct blocks *b, const char *name, const char *chain, const uint8_t addr[16],
+		  int64_t expires_ns);
 
 /* Forgets the answers that ran out by now_ns, and the entries they made. */
 void blocks_expire(struct blocks *b, int64_t now_ns);

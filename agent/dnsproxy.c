@@ -28,6 +28,7 @@
 #define LEARN_WAIT_MS 100   /* a blocked query waits this long (a tick more at most) for its
 			       addresses before it is refused */
 #define UDP_BATCH 64        /* datagrams per wake-up and socket, so no socket starves another */
+#define CHAIN_MAX 2048      /* the CNAME targets of an answer looked at by the rules, as text */
 #define QUERY_MAX 4096      /* a real query is a few hundred bytes: larger ones are refused, so
 			       16384 queries in flight hold at most 64 MiB */
 
@@ -137,6 +138,7 @@ struct dnsproxy {
 	struct dnsproxy_counts c;
 	struct dns_query q;      /* scratch: large, kept off the stack */
 	struct dns_response *resp;
+	const uint8_t *resp_of;  /* the answer resp holds, parsed just before its record_emit */
 	uint8_t buf[DNS_MSG_MAX + 1];
 };
 
@@ -388,6 +390,29 @@ static char *pool_put(char **pool, const char *s)
  * The record of one query, answered with `answer` (NULL when the proxy answered itself with
  * rcode). The query is parsed again here: pending queries keep only their bytes.
  */
+/*
+ * The CNAME targets of an answer as policy_decide_chain takes them ("a\0b\0\0"), into buf:
+ * the length with the last '\0', or 0 when there are none. A chain longer than buf is cut.
+ */
+static size_t chain_build(const struct dns_response *r, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < r->n_rrs; i++) {
+		size_t len = strlen(r->rrs[i].target) + 1;
+
+		if (r->rrs[i].type != DNS_T_CNAME || len == 1)
+			continue;
+		if (n + len + 1 > cap)
+			break;
+		memcpy(buf + n, r->rrs[i].target, len);
+		n += len;
+	}
+	if (n)
+		buf[n++] = '\0';
+	return n;
+}
+
 static void record_emit(struct dnsproxy *p, const struct query_meta *m, const uint8_t *query,
 			size_t qlen, const uint8_t *answer, size_t alen, int rcode, const char *error,
 			int learned)
@@ -396,12 +421,15 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	struct dns_record *rec;
 	size_t size, strings;
 	unsigned n_rrs = 0, answers = 0;
-	char *pool;
+	char *pool, chain[CHAIN_MAX];
+	size_t chain_len;
+	const uint8_t *parsed = p->resp_of; /* good for this one record */
 
+	p->resp_of = NULL;
 	if (dns_parse_query(query, qlen, &p->q) != DNS_OK)
 		return; /* only well-formed queries are forwarded: cannot happen */
 	if (answer) {
-		int r = dns_parse_response(answer, alen, p->resp);
+		int r = answer == parsed ? DNS_OK : dns_parse_response(answer, alen, p->resp);
 
 		if (r == DNS_OK) {
 			resp = p->resp;
@@ -414,7 +442,8 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 		if (!resp && alen >= DNS_HDR_LEN)
 			answers = (unsigned)answer[6] << 8 | answer[7];
 	}
-	strings = str_size(p->q.q.name);
+	chain_len = resp ? chain_build(resp, chain, sizeof(chain)) : 0;
+	strings = str_size(p->q.q.name) + chain_len;
 	for (unsigned i = 0; i < n_rrs; i++)
 		strings += str_size(resp->rrs[i].name) + str_size(resp->rrs[i].target);
 	size = sizeof(*rec) + n_rrs * sizeof(rec->rrs[0]) + strings;
@@ -427,6 +456,10 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	rec->attributed = m->attributed;
 	rec->origin = m->origin;
 	rec->qname = pool_put(&pool, p->q.q.name);
+	if (chain_len) {
+		rec->chain = memcpy(pool, chain, chain_len);
+		pool += chain_len;
+	}
 	rec->qtype = p->q.q.qtype;
 	rec->rcode = rcode;
 	rec->proto = m->proto;
@@ -493,10 +526,38 @@ static int query_blocked(struct dnsproxy *p, struct query_meta *m)
 {
 	if (!p->h.decide)
 		return 0;
-	p->h.decide(p->h.ctx, m->attributed ? &m->origin : NULL, p->q.q.name, &m->dec);
+	p->h.decide(p->h.ctx, m->attributed ? &m->origin : NULL, p->q.q.name, NULL, &m->dec);
 	if (m->dec.verdict != NT_VERDICT_BLOCKED)
 		return 0;
 	p->c.blocked++;
+	return 1;
+}
+
+#define CHAIN_BLOCKED "blocked by rule: CNAME"
+
+/*
+ * An answer whose CNAME chain leads to a name a rule enforces (policy_decide_chain): 1 if it
+ * is to be refused, and then it is recorded as learned first, so that its addresses are
+ * refused before the client has the refusal. Otherwise m->dec may now name a target's monitor
+ * rule. Either way the answer is parsed for the record_emit that follows.
+ */
+static int answer_chain_blocked(struct dnsproxy *p, struct query_meta *m, const uint8_t *query,
+				size_t qlen, const uint8_t *answer, size_t alen)
+{
+	char chain[CHAIN_MAX];
+
+	p->resp_of = NULL;
+	if (!p->h.decide || dns_parse_response(answer, alen, p->resp) != DNS_OK)
+		return 0;
+	p->resp_of = answer;
+	if (!chain_build(p->resp, chain, sizeof(chain)) ||
+	    dns_parse_query(query, qlen, &p->q) != DNS_OK)
+		return 0;
+	p->h.decide(p->h.ctx, m->attributed ? &m->origin : NULL, p->q.q.name, chain, &m->dec);
+	if (m->dec.verdict != NT_VERDICT_BLOCKED)
+		return 0;
+	p->c.blocked++;
+	record_emit(p, m, query, qlen, answer, alen, -1, NULL, 1);
 	return 1;
 }
 
@@ -858,6 +919,13 @@ static void upstream_readable(struct dnsproxy *p, struct upstream *u)
 			pending_free(p, e);
 			continue;
 		}
+		if (answer_chain_blocked(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len)) {
+			udp_answer_error(p, e->listener, &e->meta, e->query, e->qlen, e->client_id,
+					 p->o.block_rcode, CHAIN_BLOCKED, &e->client,
+					 e->client_len);
+			pending_free(p, e);
+			continue;
+		}
 		/* Recorded before the client has the answer: its connect comes after the record. */
 		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, 0);
 		dns_set_id(p->buf, e->client_id);
@@ -1078,8 +1146,12 @@ static void tcp_answer(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg
 		p->c.upstream_mismatch++;
 		return;
 	}
-	record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL, 0);
-	tcp_send_client(p, c, msg, len);
+	if (answer_chain_blocked(p, &q->meta, q->query, q->qlen, msg, len)) {
+		tcp_answer_error(p, c, &q->meta, q->query, q->qlen, p->o.block_rcode, CHAIN_BLOCKED);
+	} else {
+		record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL, 0);
+		tcp_send_client(p, c, msg, len);
+	}
 	free(q->query);
 	memset(q, 0, sizeof(*q));
 	c->n_pend--;

@@ -47,9 +47,12 @@ struct dnsproxy_hooks {
 	int (*origin)(void *ctx, const struct nt_dns_key *key, struct nt_dns_origin *ret);
 	/* A query is answered (or given up); the record is the callee's, to free(). */
 	void (*record)(void *ctx, struct dns_record *rec);
-	/* What the rules say of a query for name (origin NULL: the sender is not known). */
+	/*
+	 * What the rules say of a query for name (origin NULL: the sender is not known), and
+	 * once answered, with the answer's CNAME chain (policy_decide_chain; NULL: none).
+	 */
 	void (*decide)(void *ctx, const struct nt_dns_origin *origin, const char *name,
-		       struct dnsproxy_decision *ret);
+		       const char *chain, struct dnsproxy_decision *ret);
 };
 
 struct dnsproxy_counts {

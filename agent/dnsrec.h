@@ -39,6 +39,7 @@ struct dns_record {
 	struct dns_record_rr *rrs;
 	int learned;                 /* not a client's query: the proxy asked the upstream for
 					a blocked name's addresses, only to enforce them */
+	const char *chain;           /* the answer's CNAME targets ("a\0b\0\0"), or NULL */
 };
 
 #endif /* NT_DNSREC_H */

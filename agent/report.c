@@ -6,6 +6,11 @@
 #include "policy.h"
 #include "report.h"
 
+/* A query's name with its answer's CNAME targets, "name>target>target" (decide_entry). */
+#define CHAIN_OF(q)                                                                            \
+	" || coalesce((SELECT '>' || group_concat(c.value, '>') FROM dns_answers c"            \
+	" WHERE c.query_id = " q ".id AND c.type = 'CNAME'), '')"
+
 static const char deps_sql[] =
 	"WITH g AS ("
 	"  SELECT scope, proto, addr_key, port, count(*) AS attempts, min(id) AS first_id,"
@@ -17,14 +22,17 @@ static const char deps_sql[] =
 	"  GROUP BY scope, proto, addr_key, port),"
 	/*
 	 * Every name the scope resolved to each address in the same window, for the rules (a
-	 * CDN's address has several): once per scope and address.
+	 * CDN's address has several), with the CNAME chain of its latest answer: once per scope
+	 * and address.
 	 */
 	" d AS (SELECT DISTINCT scope, addr_key FROM g),"
-	" n AS (SELECT d.scope, d.addr_key, group_concat(DISTINCT q.qname) AS names"
+	" l AS (SELECT d.scope, d.addr_key, q.qname, max(q.id) AS id"
 	"  FROM d JOIN dns_answers a ON a.addr_key = d.addr_key"
 	"  JOIN dns_queries q ON q.id = a.query_id AND q.scope = d.scope"
 	"  WHERE q.time_ns >= ?3 AND (?2 IS NULL OR q.run_id = ?2)"
-	"  GROUP BY d.scope, d.addr_key)"
+	"  GROUP BY d.scope, d.addr_key, q.qname),"
+	" n AS (SELECT scope, addr_key, group_concat(qname" CHAIN_OF("l") ") AS names"
+	"  FROM l GROUP BY scope, addr_key)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
@@ -65,28 +73,70 @@ int report_cut(const char *s, int max)
 }
 
 /*
- * What the rules say of a destination, by the names its connections carried and every name its
- * scope resolved to it (domains, resolved: comma-separated): the strictest
- * decision, "+shared" when another of its names is not enforced (the address stays reachable
- * unless the agent runs with --shared-address block). "" when no rule speaks of them.
+ * What the rules say of a name as the queries give it, "name>target>target" (its answer's
+ * CNAME chain, for policy_decide_chain): the name alone is left in entry.
+ */
+static void decide_entry(const struct policy *p, const char *scope, char *entry,
+			 struct policy_decision *d)
+{
+	char *targets = strchr(entry, '>'), *chain = NULL;
+	size_t n = 0;
+
+	if (targets) {
+		*targets++ = '\0';
+		n = strlen(targets);
+		chain = malloc(n + 2);
+	}
+	if (!chain) {
+		policy_decide(p, scope, entry, d);
+		return;
+	}
+	for (size_t i = 0; i <= n; i++)
+		chain[i] = targets[i] == '>' ? '\0' : targets[i];
+	chain[n + 1] = '\0';
+	policy_decide_chain(p, scope, entry, chain, d);
+	free(chain);
+}
+
+/*
+ * What the rules say of a destination, by every name its scope resolved to it, with their
+ * CNAME chains (resolved), and the names its connections carried (domains; comma-separated
+ * both): the strictest decision, "+shared" when another of its names is not enforced (the
+ * address stays reachable unless the agent runs with --shared-address block). "" when no rule
+ * speaks of them. A name is decided once, with the chain its answer had.
  */
 static void dest_rule(const struct policy *p, const char *scope, const char *domains,
 		      const char *resolved, char *buf, size_t len)
 {
 	struct policy_decision best = { 0 };
-	char *names = NULL;
+	char *names = NULL, *seen = NULL;
 	int found = 0, enforced = 0, reachable = 0;
 
 	buf[0] = '\0';
 	domains = domains ? domains : "";
 	resolved = resolved ? resolved : "";
 	if (!p || (!*domains && !*resolved) ||
-	    asprintf(&names, "%s,%s", domains, resolved) < 0)
+	    asprintf(&names, "%s,%s", resolved, domains) < 0)
 		return;
+	seen = calloc(1, strlen(names) + 3);
+	if (!seen) {
+		free(names);
+		return;
+	}
+	seen[0] = ',';
 	for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
 		struct policy_decision d;
+		char *was;
 
-		policy_decide(p, scope, n, &d);
+		decide_entry(p, scope, n, &d);
+		if (asprintf(&was, ",%s,", n) < 0)
+			break;
+		if (strstr(seen, was)) {
+			free(was);
+			continue;
+		}
+		strcat(seen, was + 1);
+		free(was);
 		enforced += d.mode == POLICY_ENFORCE;
 		reachable += d.mode != POLICY_ENFORCE;
 		if (d.rule[0] && (!found || d.mode > best.mode)) {
@@ -94,6 +144,7 @@ static void dest_rule(const struct policy *p, const char *scope, const char *dom
 			found = 1;
 		}
 	}
+	free(seen);
 	free(names);
 	if (found)
 		snprintf(buf, len, "%s %s%s", policy_mode_name(best.mode), best.rule,
@@ -445,8 +496,11 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 		"  SELECT scope, domain AS name FROM connections WHERE domain IS NOT NULL"
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 		"  UNION ALL"
-		"  SELECT scope, qname FROM dns_queries WHERE process_id IS NOT NULL" NAME_EXISTS
-		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
+		"  SELECT scope, qname" CHAIN_OF("l") " FROM ("
+		"   SELECT scope, qname, max(id) AS id FROM dns_queries"
+		"   WHERE process_id IS NOT NULL" NAME_EXISTS
+		"    AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
+		"   GROUP BY scope, qname) l)"
 		" ORDER BY scope, name";
 	sqlite3_stmt *st;
 	int rc;
@@ -460,14 +514,21 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 	sqlite3_bind_int64(st, 3, f->since_ns);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *scope = (const char *)sqlite3_column_text(st, 0);
-		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *entry = (const char *)sqlite3_column_text(st, 1);
+		char *name = entry ? strdup(entry) : NULL;
 		struct policy_decision d;
 		struct rule_group *grp;
 
-		policy_decide(p, scope, name, &d);
-		if (d.mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, &d)))
+		if (!name)
+			break;
+		decide_entry(p, scope, name, &d);
+		if (d.mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, &d))) {
+			free(name);
 			continue;
-		if (group_add_name(grp, name) < 0)
+		}
+		rc = group_add_name(grp, name);
+		free(name);
+		if (rc < 0)
 			break;
 	}
 	sqlite3_finalize(st);

@@ -1020,7 +1020,7 @@ static void block_preload_one(void *ctx, const char *scope, const char *qname,
 	int64_t boot = expires_ns + t->o.dns_grace_ns - t->boot_to_wall_ns;
 
 	if (qname && boot > boot_now_ns() && addr_enforceable(t, key))
-		blocks_learn(t->blocks, qname, key, boot);
+		blocks_learn(t->blocks, qname, NULL, key, boot);
 }
 
 /*
@@ -1135,14 +1135,14 @@ static void tracker_poll_rules(struct tracker *t)
 /* ---- main thread: DNS proxy hooks ----------------------------------------------------------- */
 
 static void dns_decide(void *ctx, const struct nt_dns_origin *o, const char *name,
-		       struct dnsproxy_decision *ret)
+		       const char *chain, struct dnsproxy_decision *ret)
 {
 	struct tracker *t = ctx;
 	struct policy_decision d;
 
 	const char *scope = o ? tracker_scope_of(t, o->cgroup_id) : unattributed_scope(t);
 
-	policy_decide(t->policy, scope, name, &d);
+	policy_decide_chain(t->policy, scope, name, chain, &d);
 	ret->verdict = (uint8_t)policy_verdict(d.mode);
 	ret->rule_id = d.rule_id;
 	snprintf(ret->rule, sizeof(ret->rule), "%s", d.rule);
@@ -1174,7 +1174,7 @@ static void dns_learn(struct tracker *t, const struct dns_record *rec)
 
 		if (!rr->target && addr_key(rr->family, rr->addr, key) == 0 &&
 		    addr_enforceable(t, key))
-			blocks_learn(t->blocks, rec->qname, key,
+			blocks_learn(t->blocks, rec->qname, rec->chain, key,
 				     now + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
 	}
 	tracker_blocks_sync(t);

@@ -485,6 +485,43 @@ block_answers_dropped 3" "each dropped, counted"
 	expect_match "$(cat "$T/err")" "--block-addresses must be a number from 1 to" "its message"
 }
 
+test_policy_a_cname_target_rule_decides_the_chain() {
+	# www.example.test is a CNAME of ci.example.test (dnsmasq): a rule of the target decides
+	# a lookup of the alias, over UDP and TCP, and its addresses; a rule of the alias's own
+	# allowing it wins; another scope is not touched.
+	start_dnsmasq
+	serve_tcp 18514
+	pol add =ci.example.test --scope deploy --mode monitor
+	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER www.example.test
+		$PY $NETUTIL attempt tcp 127.0.0.10 18514" >"$T/out"
+	expect_eq "$(tail -2 "$T/out")" "127.0.0.10
+tcp ok" "monitor: answered, reachable"
+	# The report weighs the chain too: the destination's rule, and what would break.
+	"$NETTRAIL" deps --scope deploy --db "$DB" >"$T/deps.out" || fail "deps"
+	expect_match "$(grep 18514 "$T/deps.out")" "www.example.test .* monitor =ci.example.test " "the destination's rule"
+	expect_match "$(cat "$T/deps.out")" "monitor +=ci.example.test +deploy +would break: 2 processes" "what would break"
+	pol set =ci.example.test --scope deploy --mode enforce
+	nrun --enforce-loopback --scope deploy -- sh -c "dig +time=2 +tries=1 @$RESOLVER www.example.test | grep -o 'status: [A-Z]*'
+		dig +tcp +time=2 +tries=1 @$RESOLVER www.example.test | grep -o 'status: [A-Z]*'
+		$PY $NETUTIL attempt tcp 127.0.0.10 18514" >"$T/out"
+	expect_eq "$(cat "$T/out")" "status: NXDOMAIN
+status: NXDOMAIN
+tcp EPERM" "enforce: the alias refused over UDP and TCP, and the target's address"
+	expect_eq "$(q "$DB" "select transport, verdict, rule, rcode, coalesce(error, '-') from dns_queries
+		where qname = 'www.example.test' order by id" | tr '|' ' ')" "udp would_block =ci.example.test NOERROR -
+udp blocked =ci.example.test NXDOMAIN blocked by rule: CNAME
+tcp blocked =ci.example.test NXDOMAIN blocked by rule: CNAME" "recorded with the target's rule"
+	# Connections are judged by the name they carry: the monitored chain shows in the lookup.
+	expect_eq "$(q "$DB" "select verdict, coalesce(nullif(rule, ''), '-'), domain from connections where port = 18514 order by id" | tr '|' ' ')" \
+		"allowed - www.example.test
+blocked =ci.example.test www.example.test" "the refused connect: the target's rule, the name asked"
+	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER www.example.test >"$T/out"
+	expect_eq "$(tail -1 "$T/out")" 127.0.0.10 "another scope resolves it"
+	pol add =www.example.test --scope deploy --mode allow
+	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER www.example.test >"$T/out"
+	expect_eq "$(tail -1 "$T/out")" 127.0.0.10 "the alias's own allow rule wins"
+}
+
 test_policy_a_blocked_lookup_still_learns_the_addresses() {
 	# Enforced before anyone resolved it: the lookup is refused, and the proxy asks the
 	# upstream anyway, so the script's fallback to an address it has is refused too, at once.

@@ -259,7 +259,7 @@ static void learn(struct fixture *f, const char *name, const char *addr, int64_t
 {
 	uint8_t a[16];
 
-	blocks_learn(f->b, name, ip(addr, a), expires_ns);
+	blocks_learn(f->b, name, NULL, ip(addr, a), expires_ns);
 }
 
 static struct blocks_counts counts(const struct fixture *f)
@@ -715,14 +715,14 @@ static void test_addr_cap(void **state)
 
 	apply(f, r, NULL, 0);
 	for (unsigned i = 0; i < BLOCKS_ADDR_CAP + excess; i++)
-		blocks_learn(f->b, "example.test", nth_addr(i, a), 5000);
+		blocks_learn(f->b, "example.test", NULL, nth_addr(i, a), 5000);
 	assert_int_equal(counts(f).addrs, BLOCKS_ADDR_CAP);
 	assert_int_equal(counts(f).dropped, excess);
 	holds(f, BLOCKS_ADDR_CAP);
 	/* A known address's answer is remembered; a dropped one's is dropped again. */
-	blocks_learn(f->b, "www.example.test", nth_addr(0, a), 6000);
+	blocks_learn(f->b, "www.example.test", NULL, nth_addr(0, a), 6000);
 	assert_int_equal(counts(f).dropped, excess);
-	blocks_learn(f->b, "example.test", nth_addr(BLOCKS_ADDR_CAP, a), 5000);
+	blocks_learn(f->b, "example.test", NULL, nth_addr(BLOCKS_ADDR_CAP, a), 5000);
 	assert_int_equal(counts(f).dropped, excess + 1);
 	/* Re-deciding what is remembered loses nothing more. */
 	apply(f, r, NULL, 0);
@@ -730,7 +730,7 @@ static void test_addr_cap(void **state)
 	/* Room again once answers run out. */
 	blocks_expire(f->b, 5500);
 	assert_int_equal(counts(f).addrs, 1);
-	blocks_learn(f->b, "example.test", nth_addr(BLOCKS_ADDR_CAP, a), 7000);
+	blocks_learn(f->b, "example.test", NULL, nth_addr(BLOCKS_ADDR_CAP, a), 7000);
 	assert_int_equal(counts(f).addrs, 2);
 	assert_int_equal(counts(f).dropped, excess + 1);
 	holds(f, 2);
@@ -823,6 +823,35 @@ static void test_full_table_keeps_reachable_addresses(void **state)
 	holds(f, 1);
 }
 
+/*
+ * A name whose answer was a CNAME chain is decided by the rules of its targets too: an
+ * enforced target refuses the address, with its rule; when the name's answer no longer leads
+ * there, nor does the block.
+ */
+static void test_cname_chain(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule r[] = { rule(1, "cdn.example", ENFORCE, "") };
+	uint8_t a[16];
+
+	apply(f, r, NULL, 0);
+	blocks_learn(f->b, "www.site.test", "edge.example\0x.cdn.example\0", ip("192.0.2.1", a),
+		     5000);
+	entry(f, 0, "192.0.2.1", BLOCKED, 1, 5000);
+	/* Another name resolved to it with no chain: shared, so reachable by default. */
+	blocks_learn(f->b, "other.test", NULL, ip("192.0.2.1", a), 5000);
+	no_entry(f, 0, "192.0.2.1");
+	assert_int_equal(counts(f).shared, 1);
+	/* www.site.test's answer now has no chain: nothing is enforced there. */
+	blocks_learn(f->b, "www.site.test", NULL, ip("192.0.2.1", a), 4000);
+	assert_int_equal(counts(f).shared, 0);
+	holds(f, 0);
+	/* ... and a chain again, on another address. */
+	blocks_learn(f->b, "www.site.test", "y.cdn.example\0", ip("192.0.2.2", a), 6000);
+	entry(f, 0, "192.0.2.2", BLOCKED, 1, 6000);
+	holds(f, 1);
+}
+
 /* The cap is checked: 0 and more than the most are refused. */
 static void test_addr_cap_bounds(void **state)
 {
@@ -859,7 +888,7 @@ static void test_entry_cap(void **state)
 
 	apply(f, r, scopes, 5);
 	for (unsigned i = 0; i < BLOCKS_ADDR_CAP; i++)
-		blocks_learn(f->b, "example.test", nth_addr(i, a), 5000);
+		blocks_learn(f->b, "example.test", NULL, nth_addr(i, a), 5000);
 	dropped = BLOCKS_ADDR_CAP - fit;
 	assert_int_equal(counts(f).addrs, BLOCKS_ADDR_CAP);
 	holds(f, BLOCKS_ENTRY_CAP);
@@ -869,7 +898,7 @@ static void test_entry_cap(void **state)
 	holds(f, BLOCKS_ENTRY_CAP);
 	assert_int_equal(counts(f).dropped, dropped);
 	/* Another answer for an address that does not fit is not enforced either: one more. */
-	blocks_learn(f->b, "www.example.test", nth_addr(BLOCKS_ADDR_CAP - 1, a), 6000);
+	blocks_learn(f->b, "www.example.test", NULL, nth_addr(BLOCKS_ADDR_CAP - 1, a), 6000);
 	assert_int_equal(counts(f).dropped, dropped + 1);
 	/* Fewer scopes: what no longer has a place goes, and everything fits. */
 	apply(f, r, scopes, 1);
@@ -957,9 +986,9 @@ static void test_address_families(void **state)
 	struct nt_block_key k = { 0 };
 
 	apply(f, r, NULL, 0);
-	blocks_learn(f->b, "example.test", mapped, 5000);
-	blocks_learn(f->b, "example.test", v6, 5000);
-	blocks_learn(f->b, "other.test", compat, 5000); /* ::192.0.2.1 is another address */
+	blocks_learn(f->b, "example.test", NULL, mapped, 5000);
+	blocks_learn(f->b, "example.test", NULL, v6, 5000);
+	blocks_learn(f->b, "other.test", NULL, compat, 5000); /* ::192.0.2.1 is another address */
 	memcpy(k.addr, mapped, 16);
 	assert_non_null(*map_find(f->m, &k));
 	memcpy(k.addr, v6, 16);
@@ -1001,6 +1030,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_table_keeps_reachable_addresses,
 						setup_four, teardown),
 		cmocka_unit_test(test_addr_cap_bounds),
+		cmocka_unit_test_setup_teardown(test_cname_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entry_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_del_fails, setup, teardown),
