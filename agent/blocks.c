@@ -398,7 +398,7 @@ void blocks_learn(struct blocks *b, const char *name, const char *chain, const u
 	if (i < a->n) {
 		const char *had = name_chain(a->names[i].name);
 		size_t size = chain_size(chain);
-		int same = size == chain_size(had) && (!chain || !memcmp(had, chain, size));
+		int same = size == chain_size(had) && (size == 1 || !memcmp(had, chain, size));
 
 		if (expires_ns <= a->names[i].expires_ns && same && !unfit)
 			return; /* nothing new */

@@ -392,7 +392,8 @@ static char *pool_put(char **pool, const char *s)
  */
 /*
  * The CNAME targets of an answer as policy_decide_chain takes them ("a\0b\0\0"), into buf:
- * the length with the last '\0', or 0 when there are none. A chain longer than buf is cut.
+ * the length with the last '\0', or 0 when there are none. Of a chain longer than buf, the
+ * targets that fit.
  */
 static size_t chain_build(const struct dns_response *r, char *buf, size_t cap)
 {
@@ -401,10 +402,10 @@ static size_t chain_build(const struct dns_response *r, char *buf, size_t cap)
 	for (unsigned i = 0; i < r->n_rrs; i++) {
 		size_t len = strlen(r->rrs[i].target) + 1;
 
-		if (r->rrs[i].type != DNS_T_CNAME || len == 1)
+		/* A name with \DDD escapes is one no rule can name; one that does not fit is left. */
+		if (r->rrs[i].type != DNS_T_CNAME || len == 1 || strchr(r->rrs[i].target, '\\') ||
+		    n + len + 1 > cap)
 			continue;
-		if (n + len + 1 > cap)
-			break;
 		memcpy(buf + n, r->rrs[i].target, len);
 		n += len;
 	}
@@ -413,14 +414,26 @@ static size_t chain_build(const struct dns_response *r, char *buf, size_t cap)
 	return n;
 }
 
+/*
+ * What a record says of an answer: REC_QUERY what the client got; REC_LEARNED an answer the
+ * client did not get, for its addresses only (rec->learned); REC_CHAIN a refusal for the
+ * answer's CNAME chain, which it keeps (no addresses: the client got none), with rcode.
+ */
+enum rec_kind { REC_QUERY, REC_LEARNED, REC_CHAIN };
+
+static int rr_kept(enum rec_kind kind, const struct dns_rr *rr)
+{
+	return kind != REC_CHAIN || rr->type == DNS_T_CNAME;
+}
+
 static void record_emit(struct dnsproxy *p, const struct query_meta *m, const uint8_t *query,
 			size_t qlen, const uint8_t *answer, size_t alen, int rcode, const char *error,
-			int learned)
+			enum rec_kind kind)
 {
 	const struct dns_response *resp = NULL;
 	struct dns_record *rec;
 	size_t size, strings;
-	unsigned n_rrs = 0, answers = 0;
+	unsigned n_rrs = 0, answers = 0, kept = 0;
 	char *pool, chain[CHAIN_MAX];
 	size_t chain_len;
 	const uint8_t *parsed = p->resp_of; /* good for this one record */
@@ -438,20 +451,27 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 		} else if (!error) {
 			error = dns_strerror(r);
 		}
-		rcode = alen >= DNS_HDR_LEN ? (answer[3] & 0xf) : rcode;
+		if (kind != REC_CHAIN)
+			rcode = alen >= DNS_HDR_LEN ? (answer[3] & 0xf) : rcode;
 		if (!resp && alen >= DNS_HDR_LEN)
 			answers = (unsigned)answer[6] << 8 | answer[7];
 	}
 	chain_len = resp ? chain_build(resp, chain, sizeof(chain)) : 0;
 	strings = str_size(p->q.q.name) + chain_len;
-	for (unsigned i = 0; i < n_rrs; i++)
+	for (unsigned i = 0; i < n_rrs; i++) {
+		if (!rr_kept(kind, &resp->rrs[i]))
+			continue;
 		strings += str_size(resp->rrs[i].name) + str_size(resp->rrs[i].target);
-	size = sizeof(*rec) + n_rrs * sizeof(rec->rrs[0]) + strings;
+		kept++;
+	}
+	if (kind == REC_CHAIN)
+		answers = kept;
+	size = sizeof(*rec) + kept * sizeof(rec->rrs[0]) + strings;
 	rec = calloc(1, size);
 	if (!rec)
 		return;
 	rec->rrs = (struct dns_record_rr *)(rec + 1);
-	pool = (char *)(rec->rrs + n_rrs);
+	pool = (char *)(rec->rrs + kept);
 	rec->time_ns = m->time_ns;
 	rec->attributed = m->attributed;
 	rec->origin = m->origin;
@@ -471,12 +491,15 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	rec->latency_ns = answer && m->sent_ms >= 0 ? mono_ns() - m->sent_ns : -1;
 	rec->error = error;
 	rec->answers = answers;
-	rec->n_rrs = n_rrs;
-	rec->learned = learned;
-	for (unsigned i = 0; i < n_rrs; i++) {
+	rec->n_rrs = kept;
+	rec->learned = kind == REC_LEARNED;
+	for (unsigned i = 0, k = 0; i < n_rrs; i++) {
 		const struct dns_rr *rr = &resp->rrs[i];
-		struct dns_record_rr *out = &rec->rrs[i];
+		struct dns_record_rr *out = &rec->rrs[k];
 
+		if (!rr_kept(kind, rr))
+			continue;
+		k++;
 		out->type = rr->type;
 		out->ttl = rr->ttl;
 		out->name = pool_put(&pool, rr->name);
@@ -537,9 +560,10 @@ static int query_blocked(struct dnsproxy *p, struct query_meta *m)
 
 /*
  * An answer whose CNAME chain leads to a name a rule enforces (policy_decide_chain): 1 if it
- * is to be refused, and then it is recorded as learned first, so that its addresses are
- * refused before the client has the refusal. Otherwise m->dec may now name a target's monitor
- * rule. Either way the answer is parsed for the record_emit that follows.
+ * is to be refused, and then it is recorded, as learned first, so that its addresses are
+ * refused before the client has the refusal, then as refused with its chain: the caller only
+ * sends the refusal. Otherwise m->dec may now name a target's monitor rule, and the answer is
+ * parsed for the record_emit that follows.
  */
 static int answer_chain_blocked(struct dnsproxy *p, struct query_meta *m, const uint8_t *query,
 				size_t qlen, const uint8_t *answer, size_t alen)
@@ -557,7 +581,9 @@ static int answer_chain_blocked(struct dnsproxy *p, struct query_meta *m, const 
 	if (m->dec.verdict != NT_VERDICT_BLOCKED)
 		return 0;
 	p->c.blocked++;
-	record_emit(p, m, query, qlen, answer, alen, -1, NULL, 1);
+	record_emit(p, m, query, qlen, answer, alen, -1, NULL, REC_LEARNED);
+	p->resp_of = answer; /* parsed still: the refusal's record keeps the chain */
+	record_emit(p, m, query, qlen, answer, alen, p->o.block_rcode, CHAIN_BLOCKED, REC_CHAIN);
 	return 1;
 }
 
@@ -570,7 +596,7 @@ static void udp_reply(struct dnsproxy *p, int listener, const uint8_t *msg, size
 	(void)!sendto(p->udp[listener].fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, tolen);
 }
 
-/* Answers the client with rcode itself, and records it. */
+/* Answers the client with rcode itself, and records it (error NULL: recorded already). */
 static void udp_answer_error(struct dnsproxy *p, int listener, const struct query_meta *m,
 			     const uint8_t *query, size_t qlen, uint16_t client_id, int rcode,
 			     const char *error, const struct sockaddr_storage *to, socklen_t tolen)
@@ -580,7 +606,8 @@ static void udp_answer_error(struct dnsproxy *p, int listener, const struct quer
 
 	if (n >= DNS_HDR_LEN) {
 		dns_set_id(out, client_id);
-		record_emit(p, m, query, qlen, NULL, 0, rcode, error, 0);
+		if (error)
+			record_emit(p, m, query, qlen, NULL, 0, rcode, error, REC_QUERY);
 		udp_reply(p, listener, out, n, to, tolen);
 	}
 }
@@ -816,7 +843,7 @@ static void udp_query(struct dnsproxy *p, int listener, uint8_t *msg, size_t len
 	if (query_blocked(p, &m)) {
 		/* Recorded now; refused once the upstream has told the addresses (or soon). */
 		if (learn_send(p, &m, msg, len, listener, key.id, from, fromlen))
-			record_emit(p, &m, msg, len, NULL, 0, p->o.block_rcode, "blocked by rule", 0);
+			record_emit(p, &m, msg, len, NULL, 0, p->o.block_rcode, "blocked by rule", REC_QUERY);
 		else
 			udp_answer_error(p, listener, &m, msg, len, key.id, p->o.block_rcode,
 					 "blocked by rule", from, fromlen);
@@ -914,20 +941,19 @@ static void upstream_readable(struct dnsproxy *p, struct upstream *u)
 		}
 		if (e->learn) {
 			/* The addresses reach the kernel (by the record hook) before the refusal. */
-			record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, 1);
+			record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, REC_LEARNED);
 			learn_reply(p, e);
 			pending_free(p, e);
 			continue;
 		}
 		if (answer_chain_blocked(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len)) {
 			udp_answer_error(p, e->listener, &e->meta, e->query, e->qlen, e->client_id,
-					 p->o.block_rcode, CHAIN_BLOCKED, &e->client,
-					 e->client_len);
+					 p->o.block_rcode, NULL, &e->client, e->client_len);
 			pending_free(p, e);
 			continue;
 		}
 		/* Recorded before the client has the answer: its connect comes after the record. */
-		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, 0);
+		record_emit(p, &e->meta, e->query, e->qlen, p->buf, (size_t)len, -1, NULL, REC_QUERY);
 		dns_set_id(p->buf, e->client_id);
 		udp_reply(p, e->listener, p->buf, (size_t)len, &e->client, e->client_len);
 		pending_free(p, e);
@@ -1000,6 +1026,7 @@ static void tcp_send_client(struct dnsproxy *p, struct tcpconn *c, const uint8_t
 		c->client_eof = 2; /* unwritable: closed by tcp_finish */
 }
 
+/* As udp_answer_error. */
 static void tcp_answer_error(struct dnsproxy *p, struct tcpconn *c, const struct query_meta *m,
 			     const uint8_t *query, size_t qlen, int rcode, const char *error)
 {
@@ -1007,7 +1034,8 @@ static void tcp_answer_error(struct dnsproxy *p, struct tcpconn *c, const struct
 	size_t n = dns_make_error(query, qlen, rcode, out, sizeof(out));
 
 	if (n >= DNS_HDR_LEN) {
-		record_emit(p, m, query, qlen, NULL, 0, rcode, error, 0);
+		if (error)
+			record_emit(p, m, query, qlen, NULL, 0, rcode, error, REC_QUERY);
 		tcp_send_client(p, c, out, n);
 	}
 }
@@ -1147,9 +1175,9 @@ static void tcp_answer(struct dnsproxy *p, struct tcpconn *c, const uint8_t *msg
 		return;
 	}
 	if (answer_chain_blocked(p, &q->meta, q->query, q->qlen, msg, len)) {
-		tcp_answer_error(p, c, &q->meta, q->query, q->qlen, p->o.block_rcode, CHAIN_BLOCKED);
+		tcp_answer_error(p, c, &q->meta, q->query, q->qlen, p->o.block_rcode, NULL);
 	} else {
-		record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL, 0);
+		record_emit(p, &q->meta, q->query, q->qlen, msg, len, -1, NULL, REC_QUERY);
 		tcp_send_client(p, c, msg, len);
 	}
 	free(q->query);
@@ -1260,7 +1288,7 @@ static void tcp_close(struct dnsproxy *p, struct tcpconn *c)
 		struct tcp_pending *q = &c->pend[i];
 
 		if (q->used) {
-			record_emit(p, &q->meta, q->query, q->qlen, NULL, 0, -1, "client gone", 0);
+			record_emit(p, &q->meta, q->query, q->qlen, NULL, 0, -1, "client gone", REC_QUERY);
 			free(q->query);
 		}
 	}

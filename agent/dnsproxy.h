@@ -63,7 +63,8 @@ struct dnsproxy_counts {
 	uint64_t upstream_error;   /* refused, unreachable, or an answer that did not fit */
 	uint64_t upstream_mismatch;/* answers for no pending query (late, or spoofed): dropped */
 	uint64_t overload;      /* queries refused with SERVFAIL: too many in flight or connections */
-	uint64_t blocked;       /* queries answered by the proxy because a rule enforces their name */
+	uint64_t blocked;       /* queries answered by the proxy because a rule enforces their name
+				   (or a name of their answer's CNAME chain) */
 	uint64_t learn_sent;    /* of those, asked of the upstream for their addresses */
 };
 

@@ -31,8 +31,18 @@ static const char deps_sql[] =
 	"  JOIN dns_queries q ON q.id = a.query_id AND q.scope = d.scope"
 	"  WHERE q.time_ns >= ?3 AND (?2 IS NULL OR q.run_id = ?2)"
 	"  GROUP BY d.scope, d.addr_key, q.qname),"
-	" n AS (SELECT scope, addr_key, group_concat(qname" CHAIN_OF("l") ") AS names"
-	"  FROM l GROUP BY scope, addr_key)"
+	/* And the names its connections carried, with the chain of the scope's latest answer. */
+	" k AS (SELECT DISTINCT scope, addr_key, domain FROM connections"
+	"  WHERE domain IS NOT NULL AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2)"
+	"   AND time_ns >= ?3),"
+	" n AS (SELECT scope, addr_key, group_concat(name) AS names FROM ("
+	"   SELECT scope, addr_key, qname" CHAIN_OF("l") " AS name FROM l"
+	"   UNION"
+	"   SELECT k.scope, k.addr_key, k.domain || coalesce((SELECT '>' || group_concat(c.value, '>')"
+	"    FROM dns_answers c WHERE c.type = 'CNAME' AND c.query_id = (SELECT max(q.id)"
+	"     FROM dns_queries q WHERE q.qname = k.domain AND q.scope = k.scope AND q.answers > 0)),"
+	"    '') FROM k)"
+	"  GROUP BY scope, addr_key)"
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
@@ -492,16 +502,21 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 			  struct rule_group *g, size_t *n)
 {
 	static const char sql[] =
-		"SELECT DISTINCT scope, name FROM ("
-		"  SELECT scope, domain AS name FROM connections WHERE domain IS NOT NULL"
+		/* Each name with the chain of its latest answer (a refusal keeps its chain). */
+		"WITH l AS (SELECT scope, qname,"
+		"   coalesce(max(CASE WHEN answers > 0 THEN id END), max(id)) AS id FROM dns_queries"
+		"  WHERE process_id IS NOT NULL" NAME_EXISTS
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
-		"  UNION ALL"
-		"  SELECT scope, qname" CHAIN_OF("l") " FROM ("
-		"   SELECT scope, qname, max(id) AS id FROM dns_queries"
-		"   WHERE process_id IS NOT NULL" NAME_EXISTS
-		"    AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
-		"   GROUP BY scope, qname) l)"
-		" ORDER BY scope, name";
+		"  GROUP BY scope, qname),"
+		" k AS (SELECT DISTINCT scope, domain FROM connections WHERE domain IS NOT NULL"
+		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
+		" SELECT scope, qname" CHAIN_OF("l") " FROM l"
+		" UNION"
+		" SELECT k.scope, k.domain || coalesce((SELECT '>' || group_concat(c.value, '>')"
+		"  FROM dns_answers c WHERE c.type = 'CNAME' AND c.query_id = (SELECT max(q.id)"
+		"   FROM dns_queries q WHERE q.qname = k.domain AND q.scope = k.scope AND q.answers > 0)),"
+		"  '') FROM k"
+		" ORDER BY 1, 2";
 	sqlite3_stmt *st;
 	int rc;
 

@@ -1014,13 +1014,13 @@ static int addr_enforceable(const struct tracker *t, const uint8_t k[16])
 }
 
 static void block_preload_one(void *ctx, const char *scope, const char *qname,
-			      const uint8_t key[16], int64_t expires_ns)
+			      const char *chain, const uint8_t key[16], int64_t expires_ns)
 {
 	struct tracker *t = ctx;
 	int64_t boot = expires_ns + t->o.dns_grace_ns - t->boot_to_wall_ns;
 
 	if (qname && boot > boot_now_ns() && addr_enforceable(t, key))
-		blocks_learn(t->blocks, qname, NULL, key, boot);
+		blocks_learn(t->blocks, qname, chain, key, boot);
 }
 
 /*
@@ -1445,9 +1445,11 @@ static void tracker_free(struct tracker *t)
 }
 
 static void domain_preload_one(void *ctx, const char *scope, const char *qname,
-			       const uint8_t key[16], int64_t expires_ns)
+			       const char *chain, const uint8_t key[16], int64_t expires_ns)
 {
 	struct tracker *t = ctx;
+
+	(void)chain; /* a connection's domain is the name asked */
 
 	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns()) {
 		domains_put(&t->domains, scope, key, qname, expires_ns + t->o.dns_grace_ns);

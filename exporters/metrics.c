@@ -401,7 +401,8 @@ static void policy_render(struct out *o, const struct metrics_snapshot *s)
 	       "Changes of the rules the agent has applied (agent_state.rules_version).",
 	       s->rules_version);
 	simple(o, "nettrail_dns_blocked_total", "counter",
-	       "DNS queries answered by the proxy because a rule enforces their name.", s->dns_blocked);
+	       "DNS queries answered by the proxy because a rule enforces their name, or a name of "
+	       "their answer's CNAME chain.", s->dns_blocked);
 	simple(o, "nettrail_dns_blocked_resolved_total", "counter",
 	       "Refused lookups whose name the proxy asked the upstream for itself, to refuse the "
 	       "answer's addresses too.", s->dns_blocked_resolved);

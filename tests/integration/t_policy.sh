@@ -515,6 +515,14 @@ tcp blocked =ci.example.test NXDOMAIN blocked by rule: CNAME" "recorded with the
 	expect_eq "$(q "$DB" "select verdict, coalesce(nullif(rule, ''), '-'), domain from connections where port = 18514 order by id" | tr '|' ' ')" \
 		"allowed - www.example.test
 blocked =ci.example.test www.example.test" "the refused connect: the target's rule, the name asked"
+	expect_eq "$(q "$DB" "select a.type, a.value from dns_answers a join dns_queries q on q.id = a.query_id
+		where q.error = 'blocked by rule: CNAME' and q.transport = 'udp'" | tr '|' ' ')" \
+		"CNAME ci.example.test" "the refusal keeps the chain, not the addresses"
+	"$NETTRAIL" deps --scope deploy --db "$DB" >"$T/deps.out" || fail "deps"
+	expect_match "$(cat "$T/deps.out")" "enforce +=ci.example.test +deploy +breaks: 5 processes" "the report under enforce: every process that asked for the alias or reached it"
+	# A new run learns the chain from the store: an address it never resolved is refused.
+	nrun --enforce-loopback --scope deploy -- "$PY" "$NETUTIL" attempt tcp 127.0.0.10 18514 >"$T/out"
+	expect_eq "$(cat "$T/out")" "tcp EPERM" "remembered with its chain"
 	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER www.example.test >"$T/out"
 	expect_eq "$(tail -1 "$T/out")" 127.0.0.10 "another scope resolves it"
 	pol add =www.example.test --scope deploy --mode allow
