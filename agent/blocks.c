@@ -57,19 +57,32 @@ static size_t chain_size(const char *chain)
 	return (size_t)(t - chain) + 1;
 }
 
-/* A name and its chain in one allocation, as name_ref keeps them. */
+/*
+ * The bytes of a chain that are kept, without the last '\0': the targets that fit in
+ * BLOCKS_CHAIN_MAX, so that answers with long chains cannot grow the table.
+ */
+static size_t chain_kept(const char *chain)
+{
+	size_t c = 0;
+
+	for (const char *t = chain; t && *t && c + strlen(t) + 2 <= BLOCKS_CHAIN_MAX;
+	     t += strlen(t) + 1)
+		c += strlen(t) + 1;
+	return c;
+}
+
+/* A name and what is kept of its chain in one allocation, as name_ref keeps them. */
 static char *name_dup(const char *name, const char *chain)
 {
-	size_t n = strlen(name) + 1, c = chain_size(chain);
-	char *r = malloc(n + c);
+	size_t n = strlen(name) + 1, c = chain_kept(chain);
+	char *r;
 
+	r = malloc(n + c + 1);
 	if (!r)
 		return NULL;
 	memcpy(r, name, n);
-	if (chain)
-		memcpy(r + n, chain, c);
-	else
-		r[n] = '\0';
+	memcpy(r + n, chain ? chain : "", c);
+	r[n + c] = '\0';
 	return r;
 }
 
@@ -397,8 +410,8 @@ void blocks_learn(struct blocks *b, const char *name, const char *chain, const u
 	unfit = a->unfit;
 	if (i < a->n) {
 		const char *had = name_chain(a->names[i].name);
-		size_t size = chain_size(chain);
-		int same = size == chain_size(had) && (size == 1 || !memcmp(had, chain, size));
+		size_t kept = chain_kept(chain);
+		int same = chain_size(had) == kept + 1 && (!kept || !memcmp(had, chain, kept));
 
 		if (expires_ns <= a->names[i].expires_ns && same && !unfit)
 			return; /* nothing new */

@@ -21,6 +21,7 @@
 #define BLOCKS_ADDR_CAP 16384       /* addresses remembered by default (--block-addresses) */
 #define BLOCKS_ADDR_CAP_MAX (1u << 20)
 #define BLOCKS_NAMES_PER_ADDR 8     /* names per address; the one expiring first gives way */
+#define BLOCKS_CHAIN_MAX 256        /* bytes of a name's CNAME chain kept: the targets that fit */
 #define BLOCKS_ENTRY_CAP NT_BLOCK_ENTRIES /* kernel entries: the size of the BPF map */
 
 enum blocks_shared { BLOCKS_SHARED_ALLOW = 0, BLOCKS_SHARED_BLOCK = 1 };

@@ -852,6 +852,35 @@ static void test_cname_chain(void **state)
 	holds(f, 1);
 }
 
+/*
+ * Of a long chain, the targets that fit in BLOCKS_CHAIN_MAX are kept: a rule on one of them
+ * refuses the address, a rule on a target past them does not (the proxy still refuses the
+ * lookup). Learning the same long chain again changes nothing.
+ */
+static void test_cname_chain_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct policy_rule kept[] = { rule(1, "z0.test", ENFORCE, "") };
+	struct policy_rule past[] = { rule(2, "zlast.test", ENFORCE, "") };
+	char chain[4 * BLOCKS_CHAIN_MAX], *at = chain, label[63];
+	uint8_t a[16];
+
+	/* Targets of 70 bytes: "xx…x.zN.test"; then zlast.test, past BLOCKS_CHAIN_MAX. */
+	memset(label, 'x', sizeof(label) - 1);
+	label[sizeof(label) - 1] = '\0';
+	for (int i = 0; at - chain < BLOCKS_CHAIN_MAX; i++)
+		at += sprintf(at, "%s.z%d.test", label, i) + 1;
+	at += sprintf(at, "zlast.test") + 1;
+	*at = '\0';
+	apply(f, kept, NULL, 0);
+	blocks_learn(f->b, "www.site.test", chain, ip("192.0.2.1", a), 5000);
+	entry(f, 0, "192.0.2.1", BLOCKED, 1, 5000);
+	blocks_learn(f->b, "www.site.test", chain, ip("192.0.2.1", a), 5000); /* nothing new */
+	holds(f, 1);
+	apply(f, past, NULL, 0);
+	holds(f, 0);
+}
+
 /* The cap is checked: 0 and more than the most are refused. */
 static void test_addr_cap_bounds(void **state)
 {
@@ -1031,6 +1060,7 @@ int main(void)
 						setup_four, teardown),
 		cmocka_unit_test(test_addr_cap_bounds),
 		cmocka_unit_test_setup_teardown(test_cname_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cname_chain_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entry_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_del_fails, setup, teardown),
