@@ -416,6 +416,19 @@ void policy_decide_chain(const struct policy *p, const char *scope, const char *
 	}
 }
 
+char *policy_chain_from_text(const char *text)
+{
+	size_t n = text ? strlen(text) : 0;
+	char *chain = n ? malloc(n + 2) : NULL;
+
+	if (!chain)
+		return NULL;
+	for (size_t i = 0; i <= n; i++)
+		chain[i] = text[i] == '>' ? '\0' : text[i];
+	chain[n + 1] = '\0';
+	return chain;
+}
+
 int policy_rule_by_id(const struct policy *p, int64_t id, struct policy_decision *ret)
 {
 	struct id_ref key = { .id = id };

@@ -99,6 +99,8 @@ void policy_decide(const struct policy *p, const char *scope, const char *name,
  */
 void policy_decide_chain(const struct policy *p, const char *scope, const char *name,
 			 const char *chain, struct policy_decision *ret);
+/* A chain from its text, "a>b" (as the store's queries give it): malloc'd, NULL for none. */
+char *policy_chain_from_text(const char *text);
 
 /* The rule of that id (mode, pattern, scope) into *ret: 1, or 0 if the set has none. */
 int policy_rule_by_id(const struct policy *p, int64_t id, struct policy_decision *ret);

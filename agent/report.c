@@ -89,21 +89,11 @@ int report_cut(const char *s, int max)
 static void decide_entry(const struct policy *p, const char *scope, char *entry,
 			 struct policy_decision *d)
 {
-	char *targets = strchr(entry, '>'), *chain = NULL;
-	size_t n = 0;
+	char *targets = strchr(entry, '>'), *chain;
 
-	if (targets) {
+	if (targets)
 		*targets++ = '\0';
-		n = strlen(targets);
-		chain = malloc(n + 2);
-	}
-	if (!chain) {
-		policy_decide(p, scope, entry, d);
-		return;
-	}
-	for (size_t i = 0; i <= n; i++)
-		chain[i] = targets[i] == '>' ? '\0' : targets[i];
-	chain[n + 1] = '\0';
+	chain = policy_chain_from_text(targets);
 	policy_decide_chain(p, scope, entry, chain, d);
 	free(chain);
 }

@@ -722,7 +722,7 @@ int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answe
 {
 	static const char sql[] =
 		"SELECT scope, qname, addr_key, expires,"
-		"       (SELECT group_concat(c.value, char(10)) FROM dns_answers c"
+		"       (SELECT group_concat(c.value, '>') FROM dns_answers c"
 		"        WHERE c.query_id = r.qid AND c.type = 'CNAME') FROM ("
 		"  SELECT a.rowid AS n, q.id AS qid, q.scope, q.qname, a.addr_key,"
 		"         q.time_ns + a.ttl * 1000000000 AS expires"
@@ -738,25 +738,13 @@ int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answe
 	sqlite3_bind_int64(st, 1, since_ns);
 	sqlite3_bind_int(st, 2, max);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *targets = (const char *)sqlite3_column_text(st, 4);
-		char *chain = NULL;
 		uint8_t key[16];
 
 		if (hex_to_key(sqlite3_column_text(st, 2), key) < 0)
 			continue;
-		if (targets && *targets) { /* "a\nb" into "a\0b\0\0" (names hold no line break) */
-			size_t n = strlen(targets);
-
-			chain = malloc(n + 2);
-			if (chain) {
-				for (size_t i = 0; i <= n; i++)
-					chain[i] = targets[i] == '\n' ? '\0' : targets[i];
-				chain[n + 1] = '\0';
-			}
-		}
 		fn(ctx, (const char *)sqlite3_column_text(st, 0),
-		   (const char *)sqlite3_column_text(st, 1), chain, key, sqlite3_column_int64(st, 3));
-		free(chain);
+		   (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 4),
+		   key, sqlite3_column_int64(st, 3));
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : store_errno(rc);

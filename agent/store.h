@@ -75,12 +75,12 @@ int store_insert_dns(struct store *s, const struct dns_record *d, int64_t proces
 
 /*
  * The addresses that answers gave since since_ns, oldest first, at most the latest max of
- * them: fn gets the scope, the name asked for, the answer's CNAME chain (as
- * policy_decide_chain takes it, or NULL), the address's addr_key bytes, and when the answer's
- * TTL ran out. 0 or -errno.
+ * them: fn gets the scope, the name asked for, the answer's CNAME targets ("a>b", as
+ * policy_chain_from_text takes them; NULL: none), the address's addr_key bytes, and when the
+ * answer's TTL ran out. 0 or -errno.
  */
 typedef void (*store_answer_fn)(void *ctx, const char *scope, const char *qname,
-				const char *chain, const uint8_t key[16], int64_t expires_ns);
+				const char *targets, const uint8_t key[16], int64_t expires_ns);
 int store_recent_answers(struct store *s, int64_t since_ns, int max, store_answer_fn fn,
 			 void *ctx);
 

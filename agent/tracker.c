@@ -1014,13 +1014,17 @@ static int addr_enforceable(const struct tracker *t, const uint8_t k[16])
 }
 
 static void block_preload_one(void *ctx, const char *scope, const char *qname,
-			      const char *chain, const uint8_t key[16], int64_t expires_ns)
+			      const char *targets, const uint8_t key[16], int64_t expires_ns)
 {
 	struct tracker *t = ctx;
 	int64_t boot = expires_ns + t->o.dns_grace_ns - t->boot_to_wall_ns;
+	char *chain;
 
-	if (qname && boot > boot_now_ns() && addr_enforceable(t, key))
-		blocks_learn(t->blocks, qname, chain, key, boot);
+	if (!qname || boot <= boot_now_ns() || !addr_enforceable(t, key))
+		return;
+	chain = policy_chain_from_text(targets);
+	blocks_learn(t->blocks, qname, chain, key, boot);
+	free(chain);
 }
 
 /*
@@ -1445,11 +1449,9 @@ static void tracker_free(struct tracker *t)
 }
 
 static void domain_preload_one(void *ctx, const char *scope, const char *qname,
-			       const char *chain, const uint8_t key[16], int64_t expires_ns)
+			       const char *targets, const uint8_t key[16], int64_t expires_ns)
 {
 	struct tracker *t = ctx;
-
-	(void)chain; /* a connection's domain is the name asked */
 
 	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns()) {
 		domains_put(&t->domains, scope, key, qname, expires_ns + t->o.dns_grace_ns);

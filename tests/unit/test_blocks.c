@@ -18,6 +18,7 @@
 #include <cmocka.h>
 #include "nettrail.h"
 #include "policy.h"
+#include "testrule.h"
 #include "blocks.h"
 
 #define ALLOW POLICY_ALLOW
@@ -207,17 +208,6 @@ static int teardown(void **state)
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */
-
-static struct policy_rule rule(int64_t id, const char *pattern, uint8_t mode, const char *scope)
-{
-	struct policy_rule r = { .id = id, .mode = mode };
-	const char *why = NULL;
-
-	if (policy_parse_pattern(pattern, r.name, &r.match, &why) != 0)
-		fail_msg("pattern \"%s\" rejected: %s", pattern, why ? why : "(no reason)");
-	snprintf(r.scope, sizeof(r.scope), "%s", scope);
-	return r;
-}
 
 /* A rule set owned by the fixture (blocks_apply takes its own reference). */
 static struct policy *build(struct fixture *f, const struct policy_rule *r, size_t n)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include "nettrail.h"
 #include "policy.h"
+#include "testrule.h"
 
 #define ALLOW POLICY_ALLOW
 #define MONITOR POLICY_MONITOR
@@ -44,18 +45,6 @@ static int teardown(void **state)
 }
 
 /* ---- helpers --------------------------------------------------------------------------- */
-
-/* A rule from a pattern as a user writes it; the pattern must parse. */
-static struct policy_rule rule(int64_t id, const char *pattern, uint8_t mode, const char *scope)
-{
-	struct policy_rule r = { .id = id, .mode = mode };
-	const char *why = NULL;
-
-	if (policy_parse_pattern(pattern, r.name, &r.match, &why) != 0)
-		fail_msg("pattern \"%s\" rejected: %s", pattern, why ? why : "(no reason)");
-	snprintf(r.scope, sizeof(r.scope), "%s", scope);
-	return r;
-}
 
 static struct policy_default dflt(const char *scope, uint8_t mode)
 {

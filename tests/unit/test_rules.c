@@ -23,6 +23,7 @@
 #include "policy.h"
 #include "rules.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define ALICE "alice (uid 1000)"
 #define BOB "bob (uid 0 via sudo)"
@@ -41,17 +42,14 @@ static int teardown(void **state);
 static int setup_store(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
 	int r;
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "%s/nettrail-test-rules.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(f->dir)) {
+	if (tmpdir_make("rules", f->dir, sizeof(f->dir), f->path, sizeof(f->path)) < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/nettrail.db", f->dir);
 	*state = f;
 	r = store_open(f->path, 0, &f->s);
 	if (r < 0) {
@@ -67,8 +65,6 @@ static int setup_store(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct dirent *de;
-	DIR *d;
 
 	if (!f)
 		return 0;
@@ -76,16 +72,7 @@ static int teardown(void **state)
 		store_close(f->s2);
 	if (f->s)
 		store_close(f->s);
-	d = opendir(f->dir);
-	if (d) {
-		int dfd = dirfd(d);
-
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				unlinkat(dfd, de->d_name, 0);
-		closedir(d);
-	}
-	rmdir(f->dir);
+	tmpdir_remove(f->dir);
 	free(f);
 	*state = NULL;
 	return 0;

@@ -27,6 +27,7 @@
 #include "event.h"
 #include "report.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define T0 1700000000123456789LL /* 2023-11-14T22:13:20.123456789Z */
 #define SEC 1000000000LL
@@ -44,16 +45,13 @@ static int teardown(void **state);
 static int setup_dir(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "%s/nettrail-test-store.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(f->dir)) {
+	if (tmpdir_make("store", f->dir, sizeof(f->dir), f->path, sizeof(f->path)) < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/nettrail.db", f->dir);
 	*state = f;
 	return 0;
 }
@@ -80,22 +78,11 @@ static int setup_store(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct dirent *de;
-	DIR *d;
 
 	if (!f)
 		return 0;
 	store_close(f->s);
-	d = opendir(f->dir);
-	if (d) {
-		int dfd = dirfd(d);
-
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				unlinkat(dfd, de->d_name, 0);
-		closedir(d);
-	}
-	rmdir(f->dir);
+	tmpdir_remove(f->dir);
 	free(f);
 	*state = NULL;
 	return 0;

@@ -14,6 +14,7 @@
 #include "rules.h"
 #include "store.h"
 #include "suggest.h"
+#include "tmpdir.h"
 
 struct fixture {
 	char dir[256];
@@ -24,29 +25,22 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "%s/nettrail-test-suggest.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/nettrail.db", f->dir);
-	if (store_open(f->path, 0, &f->s) < 0)
-		return -1;
 	*state = f;
+	if (tmpdir_make("suggest", f->dir, sizeof(f->dir), f->path, sizeof(f->path)) < 0 ||
+	    store_open(f->path, 0, &f->s) < 0)
+		return -1;
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[600];
 
 	store_close(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }
