@@ -389,6 +389,9 @@ static int writer_put_conn(struct tracker *t, struct conn_record *c)
 		metrics_connect(t->o.metrics, cg->scope, event_verdict_name(c->verdict),
 				c->family == AF_UNIX ? "unix" : addr_proto_name(c->proto, pbuf, sizeof(pbuf)),
 				c->family == AF_INET ? "ipv4" : c->family == AF_INET6 ? "ipv6" : "unix");
+		if (c->rule)
+			metrics_rule_match(t->o.metrics, cg->scope, c->rule, "connect",
+					   event_verdict_name(c->verdict));
 	}
 	return store_insert_connection(t->store, c, pid_row, cg->scope, cg->run_id, domain);
 }
@@ -400,6 +403,8 @@ static void dns_metrics(struct tracker *t, const struct dns_record *d, const cha
 	metrics_dns(t->o.metrics, scope, event_verdict_name(d->verdict),
 		    d->rcode >= 0 ? dns_rcode_name((unsigned)d->rcode, rbuf) : NULL,
 		    dns_type_name(d->qtype, tbuf), addr_proto_name(d->proto, pbuf, sizeof(pbuf)));
+	if (d->rule[0])
+		metrics_rule_match(t->o.metrics, scope, d->rule, "dns", event_verdict_name(d->verdict));
 	if (d->latency_ns >= 0)
 		metrics_dns_upstream_seconds(t->o.metrics, (double)d->latency_ns / 1e9);
 }

@@ -2,10 +2,11 @@
 /*
  * httpbench: latency of a /metrics scrape of the agent's HTTP server (exporters/http.c) when
  * the metrics hold SCOPES scopes, each with 12 connect series (3 verdicts x 2 protocols x
- * 2 families) and SERIES DNS series, against /healthz on the same server in the same run (the
- * baseline: HTTP and the server's thread, without rendering). Loopback only.
+ * 2 families), SERIES DNS series and RULES rules that matched (a lookup and a connect series
+ * each, with names as long as real ones), against /healthz on the same server in the same run
+ * (the baseline: HTTP and the server's thread, without rendering). Loopback only.
  *
- *   httpbench [-s SCOPES] [-r SERIES] [-n REQUESTS] PORT
+ *   httpbench [-s SCOPES] [-r SERIES] [-m RULES] [-n REQUESTS] PORT
  *
  * Prints p50 and p99 of each, their ratio, and the size of a scrape.
  */
@@ -30,13 +31,13 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void fill(struct metrics *m, int scopes, int series)
+static void fill(struct metrics *m, int scopes, int series, int rules)
 {
 	static const char *const verdicts[] = { "allowed", "would_block", "blocked" };
 	static const char *const rcodes[] = { "NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "none" };
 	static const char *const qtypes[] = { "A", "AAAA", "CNAME", "MX", "TXT", "SRV", "HTTPS", "PTR",
 					      "NS", "SOA" };
-	char scope[32];
+	char scope[32], rule[64];
 
 	for (int s = 0; s < scopes; s++) {
 		snprintf(scope, sizeof(scope), "scope-%03d", s);
@@ -48,6 +49,12 @@ static void fill(struct metrics *m, int scopes, int series)
 		for (int i = 0; i < series; i++)
 			metrics_dns(m, scope, verdicts[i % 3], rcodes[(i / 3) % 5],
 				    qtypes[(i / 15) % 10], i / 150 % 2 ? "tcp" : "udp");
+		for (int i = 0; i < rules; i++) {
+			snprintf(rule, sizeof(rule), "%sservice-%03d.internal.example.com",
+				 i % 4 ? "" : "=", i);
+			metrics_rule_match(m, scope, rule, "dns", verdicts[i % 3]);
+			metrics_rule_match(m, scope, rule, "connect", verdicts[i % 3]);
+		}
 	}
 }
 
@@ -97,7 +104,7 @@ static double pct(double *v, int n, double p)
 
 int main(int argc, char **argv)
 {
-	int scopes = 100, series = 50, n = 1000, c;
+	int scopes = 100, series = 50, rules = 10, n = 1000, c;
 	struct http_opts o = { .db_path = "/nonexistent" };
 	struct sockaddr_in *sin = (struct sockaddr_in *)&o.addr;
 	double *scrape, *health;
@@ -106,10 +113,11 @@ int main(int argc, char **argv)
 	const char *why;
 	uint16_t port;
 
-	while ((c = getopt(argc, argv, "s:r:n:")) != -1) {
+	while ((c = getopt(argc, argv, "s:r:m:n:")) != -1) {
 		switch (c) {
 		case 's': scopes = atoi(optarg); break;
 		case 'r': series = atoi(optarg); break;
+		case 'm': rules = atoi(optarg); break;
 		case 'n': n = atoi(optarg); break;
 		default: return 2;
 		}
@@ -118,7 +126,7 @@ int main(int argc, char **argv)
 		return 2;
 	port = (uint16_t)atoi(argv[optind]);
 	o.metrics = metrics_new(NULL, NULL);
-	fill(o.metrics, scopes, series);
+	fill(o.metrics, scopes, series, rules);
 	sin->sin_family = AF_INET;
 	sin->sin_port = htons(port);
 	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -137,8 +145,8 @@ int main(int argc, char **argv)
 	}
 	qsort(scrape, (size_t)n, sizeof(*scrape), cmp);
 	qsort(health, (size_t)n, sizeof(*health), cmp);
-	printf("  %d scopes x (12 connect + %d DNS series) = %d series, %zu bytes per scrape\n",
-	       scopes, series, scopes * (12 + series), bytes);
+	printf("  %d scopes x (12 connect + %d DNS + %d rule series) = %d series, %zu bytes per "
+	       "scrape\n", scopes, series, 2 * rules, scopes * (12 + series + 2 * rules), bytes);
 	printf("  /metrics: p50 %.2f ms  p99 %.2f ms  (target: p99 under 10 ms)\n",
 	       pct(scrape, n, 0.5), pct(scrape, n, 0.99));
 	printf("  /healthz: p50 %.2f ms  p99 %.2f ms  (baseline: the server without rendering)\n",

@@ -40,7 +40,7 @@ static const double dns_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.0
 
 struct metrics {
 	pthread_mutex_t lock;
-	struct family connect, dns, runs;
+	struct family connect, dns, runs, rule_matches;
 	struct histogram commit, dns_upstream;
 	uint64_t series_dropped;
 	metrics_snapshot_fn snapshot;
@@ -169,6 +169,15 @@ void metrics_dns(struct metrics *m, const char *scope, const char *verdict, cons
 				     metrics_qtype_label(qtype), transport });
 }
 
+void metrics_rule_match(struct metrics *m, const char *scope, const char *rule, const char *kind,
+			const char *verdict)
+{
+	static const char *const names[] = { "scope", "rule", "kind", "verdict", NULL };
+
+	count(m, m ? &m->rule_matches : NULL, names,
+	      (const char *const[]){ scope, rule, kind, verdict });
+}
+
 void metrics_run(struct metrics *m, const char *scope, const char *status)
 {
 	static const char *const names[] = { "scope", "status", NULL };
@@ -259,6 +268,7 @@ void metrics_free(struct metrics *m)
 		return;
 	family_free(&m->connect);
 	family_free(&m->dns);
+	family_free(&m->rule_matches);
 	family_free(&m->runs);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -498,6 +508,9 @@ int metrics_render(struct metrics *m, char **ret, size_t *ret_len)
 		family_render(&o, &m->dns, "nettrail_dns_queries_total",
 			      "DNS queries of watched processes, by scope, verdict, answer code, query "
 			      "type and transport.");
+	family_render(&o, &m->rule_matches, "nettrail_rule_matches_total",
+		      "Connect attempts and DNS queries a rule (or a scope default) decided, by "
+		      "scope, rule, kind and verdict.");
 	family_render(&o, &m->runs, "nettrail_runs_total",
 		      "Runs (nettrail run) recorded in the agent's database, by scope and status: "
 		      "started, then succeeded or failed.");

@@ -12,8 +12,9 @@
  * counters, the ring buffer) is read from the agent at render time through a callback.
  * Counters start at zero with the process, as Prometheus expects of a restarted target.
  *
- * Label values are bounded by the operator (scopes) or by the code (verdicts, protocols,
- * families, rcodes, a fixed list of query types): no pid, address or domain is a label.
+ * Label values are bounded by the operator (scopes, rule patterns) or by the code (verdicts,
+ * protocols, families, rcodes, a fixed list of query types): no pid, address or domain that a
+ * program asked for is a label.
  * A family keeps at most METRICS_SERIES_MAX series; what would make more is counted in
  * nettrail_metrics_series_dropped_total instead.
  */
@@ -53,6 +54,12 @@ void metrics_connect(struct metrics *m, const char *scope, const char *verdict,
 		     const char *proto, const char *family);
 void metrics_dns(struct metrics *m, const char *scope, const char *verdict, const char *rcode,
 		 const char *qtype, const char *transport);
+/*
+ * An attempt a rule decided: rule is its pattern as written ("=github.com") or "default" for a
+ * scope default; kind "connect" or "dns".
+ */
+void metrics_rule_match(struct metrics *m, const char *scope, const char *rule, const char *kind,
+			const char *verdict);
 void metrics_dns_upstream_seconds(struct metrics *m, double seconds);
 void metrics_commit_seconds(struct metrics *m, double seconds);
 /* A run started, or ended: status "started", "succeeded" or "failed". */

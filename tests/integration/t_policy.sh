@@ -141,6 +141,14 @@ test_policy_live_switch_under_a_running_agent() {
 		"$(q "$DB" "select count(*) from dns_queries where verdict = 'blocked'")" "blocked lookups counted"
 	expect_eq "$(grep -c NXDOMAIN "$T/loop.out")" \
 		"$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and rcode = 'NXDOMAIN'")" "NXDOMAIN seen = recorded"
+	# Per rule and verdict, /metrics counts what the record holds.
+	local v
+	for v in blocked would_block; do
+		expect_eq "$(metric "nettrail_rule_matches_total{scope=\"loop\",rule=\"ci.example.test\",kind=\"dns\",verdict=\"$v\"}")" \
+			"$(q "$DB" "select count(*) from dns_queries where scope = 'loop' and verdict = '$v' and rule = 'ci.example.test'")" \
+			"rule matches, $v"
+	done
+	expect_eq "$(grep -c '^nettrail_rule_matches_total{' "$T/metrics")" 2 "series: blocked and would_block of the one rule"
 	# The history for the timeline.
 	expect_eq "$(q "$DB" "select action, scope, pattern, coalesce(old_mode, '-'), new_mode from rule_changes order by id" | tr '|' ' ')" \
 		"add loop ci.example.test - monitor
