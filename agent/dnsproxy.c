@@ -14,6 +14,7 @@
 #include "dns.h"
 #include "dnsproxy.h"
 #include "log.h"
+#include "policy.h"
 #include "util.h"
 
 #define PENDING_MAX 65536   /* one slot per upstream id */
@@ -28,7 +29,6 @@
 #define LEARN_WAIT_MS 100   /* a blocked query waits this long (a tick more at most) for its
 			       addresses before it is refused */
 #define UDP_BATCH 64        /* datagrams per wake-up and socket, so no socket starves another */
-#define CHAIN_MAX 2048      /* the CNAME targets of an answer looked at by the rules, as text */
 #define QUERY_MAX 4096      /* a real query is a few hundred bytes: larger ones are refused, so
 			       16384 queries in flight hold at most 64 MiB */
 
@@ -402,10 +402,12 @@ static size_t chain_build(const struct dns_response *r, char *buf, size_t cap)
 	for (unsigned i = 0; i < r->n_rrs; i++) {
 		size_t len = strlen(r->rrs[i].target) + 1;
 
-		/* A name with \DDD escapes is one no rule can name; one that does not fit is left. */
-		if (r->rrs[i].type != DNS_T_CNAME || len == 1 || strchr(r->rrs[i].target, '\\') ||
-		    n + len + 1 > cap)
+		/* A name with \DDD escapes is one no rule can name; from one that does not fit on,
+		 * none is looked at. */
+		if (r->rrs[i].type != DNS_T_CNAME || len == 1 || strchr(r->rrs[i].target, '\\'))
 			continue;
+		if (n + len + 1 > cap)
+			break;
 		memcpy(buf + n, r->rrs[i].target, len);
 		n += len;
 	}
@@ -434,7 +436,7 @@ static void record_emit(struct dnsproxy *p, const struct query_meta *m, const ui
 	struct dns_record *rec;
 	size_t size, strings;
 	unsigned n_rrs = 0, answers = 0, kept = 0;
-	char *pool, chain[CHAIN_MAX];
+	char *pool, chain[POLICY_CHAIN_MAX];
 	size_t chain_len;
 	const uint8_t *parsed = p->resp_of; /* good for this one record */
 
@@ -568,7 +570,7 @@ static int query_blocked(struct dnsproxy *p, struct query_meta *m)
 static int answer_chain_blocked(struct dnsproxy *p, struct query_meta *m, const uint8_t *query,
 				size_t qlen, const uint8_t *answer, size_t alen)
 {
-	char chain[CHAIN_MAX];
+	char chain[POLICY_CHAIN_MAX];
 
 	p->resp_of = NULL;
 	if (!p->h.decide || dns_parse_response(answer, alen, p->resp) != DNS_OK)

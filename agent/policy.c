@@ -418,14 +418,28 @@ void policy_decide_chain(const struct policy *p, const char *scope, const char *
 
 char *policy_chain_from_text(const char *text)
 {
-	size_t n = text ? strlen(text) : 0;
+	size_t n = text ? strlen(text) : 0, o = 0;
 	char *chain = n ? malloc(n + 2) : NULL;
 
 	if (!chain)
 		return NULL;
-	for (size_t i = 0; i <= n; i++)
-		chain[i] = text[i] == '>' ? '\0' : text[i];
-	chain[n + 1] = '\0';
+	for (const char *t = text; *t;) {
+		size_t len = strcspn(t, ">");
+
+		if (o + len + 2 > POLICY_CHAIN_MAX)
+			break;
+		if (len && !memchr(t, '\\', len)) {
+			memcpy(chain + o, t, len);
+			o += len;
+			chain[o++] = '\0';
+		}
+		t += len + (t[len] == '>');
+	}
+	if (!o) {
+		free(chain);
+		return NULL;
+	}
+	chain[o] = '\0';
 	return chain;
 }
 

@@ -33,6 +33,7 @@ enum policy_match {
 
 #define POLICY_NAME_MAX 254  /* 253 characters and the NUL */
 #define POLICY_SCOPE_MAX 65  /* as struct watch */
+#define POLICY_CHAIN_MAX 2048 /* bytes of an answer's CNAME targets the rules look at */
 #define POLICY_RULES_MAX 100000
 
 struct policy_rule {
@@ -99,7 +100,11 @@ void policy_decide(const struct policy *p, const char *scope, const char *name,
  */
 void policy_decide_chain(const struct policy *p, const char *scope, const char *name,
 			 const char *chain, struct policy_decision *ret);
-/* A chain from its text, "a>b" (as the store's queries give it): malloc'd, NULL for none. */
+/*
+ * A chain from its text, "a>b" (as the store's queries give it), with what the proxy looks
+ * at live (dnsproxy.c): targets with \DDD escapes left out, POLICY_CHAIN_MAX bytes at most.
+ * malloc'd; NULL for none.
+ */
 char *policy_chain_from_text(const char *text);
 
 /* The rule of that id (mode, pattern, scope) into *ret: 1, or 0 if the set has none. */

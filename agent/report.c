@@ -98,18 +98,27 @@ static void decide_entry(const struct policy *p, const char *scope, char *entry,
 	free(chain);
 }
 
+/* Whether decision a says more than b: a stronger mode, or the same one named by a rule. */
+static int decision_stricter(const struct policy_decision *a, const struct policy_decision *b)
+{
+	return a->mode > b->mode || (a->mode == b->mode && a->rule[0] && !b->rule[0]);
+}
+
 /*
  * What the rules say of a destination, by every name its scope resolved to it, with their
  * CNAME chains (resolved), and the names its connections carried (domains; comma-separated
  * both): the strictest decision, "+shared" when another of its names is not enforced (the
  * address stays reachable unless the agent runs with --shared-address block). "" when no rule
- * speaks of them. A name is decided once, with the chain its answer had.
+ * speaks of them. A name that comes with several chains (the answer that gave this address,
+ * the scope's latest) is what the strictest of them makes it.
  */
 static void dest_rule(const struct policy *p, const char *scope, const char *domains,
 		      const char *resolved, char *buf, size_t len)
 {
 	struct policy_decision best = { 0 };
-	char *names = NULL, *seen = NULL;
+	char *names = NULL, **name = NULL;
+	uint8_t *mode = NULL;
+	size_t n = 0, max = 1;
 	int found = 0, enforced = 0, reachable = 0;
 
 	buf[0] = '\0';
@@ -118,33 +127,35 @@ static void dest_rule(const struct policy *p, const char *scope, const char *dom
 	if (!p || (!*domains && !*resolved) ||
 	    asprintf(&names, "%s,%s", resolved, domains) < 0)
 		return;
-	seen = calloc(1, strlen(names) + 3);
-	if (!seen) {
-		free(names);
-		return;
-	}
-	seen[0] = ',';
-	for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+	for (const char *c = names; *c; c++)
+		max += *c == ',';
+	name = calloc(max, sizeof(*name));
+	mode = calloc(max, sizeof(*mode));
+	for (char *save = NULL, *e = name && mode ? strtok_r(names, ",", &save) : NULL; e;
+	     e = strtok_r(NULL, ",", &save)) {
 		struct policy_decision d;
-		char *was;
+		size_t i;
 
-		decide_entry(p, scope, n, &d);
-		if (asprintf(&was, ",%s,", n) < 0)
-			break;
-		if (strstr(seen, was)) {
-			free(was);
-			continue;
-		}
-		strcat(seen, was + 1);
-		free(was);
-		enforced += d.mode == POLICY_ENFORCE;
-		reachable += d.mode != POLICY_ENFORCE;
-		if (d.rule[0] && (!found || d.mode > best.mode)) {
+		decide_entry(p, scope, e, &d); /* e is now the name alone */
+		if (d.rule[0] && (!found || decision_stricter(&d, &best))) {
 			best = d;
 			found = 1;
 		}
+		for (i = 0; i < n && strcmp(name[i], e); i++)
+			;
+		if (i == n) {
+			name[n] = e;
+			mode[n++] = d.mode;
+		} else if (d.mode > mode[i]) {
+			mode[i] = d.mode;
+		}
 	}
-	free(seen);
+	for (size_t i = 0; i < n; i++) {
+		enforced += mode[i] == POLICY_ENFORCE;
+		reachable += mode[i] != POLICY_ENFORCE;
+	}
+	free(mode);
+	free(name);
 	free(names);
 	if (found)
 		snprintf(buf, len, "%s %s%s", policy_mode_name(best.mode), best.rule,
@@ -487,6 +498,17 @@ static struct rule_group *group_of(struct rule_group *g, size_t *n, const char *
 	return &g[(*n)++];
 }
 
+/* A name in the group of its decision, if a rule or default would stop it; 0 if none. */
+static int group_put(struct rule_group *g, size_t *n, const char *scope, const char *name,
+		     const struct policy_decision *d)
+{
+	struct rule_group *grp;
+
+	if (!name || d->mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, d)))
+		return 0;
+	return group_add_name(grp, name);
+}
+
 /* Every name the filtered scopes looked up or connected to, and what rule decides it. */
 static int groups_collect(sqlite3 *db, const struct report_filter *f, const struct policy *p,
 			  struct rule_group *g, size_t *n)
@@ -498,17 +520,20 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 		"  WHERE process_id IS NOT NULL" NAME_EXISTS
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3"
 		"  GROUP BY scope, qname),"
+		/* And the names connections carried, with the chain of the scope's latest answer. */
 		" k AS (SELECT DISTINCT scope, domain FROM connections WHERE domain IS NOT NULL"
 		"   AND (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR run_id = ?2) AND time_ns >= ?3)"
-		" SELECT scope, qname" CHAIN_OF("l") " FROM l"
+		" SELECT scope, qname, qname" CHAIN_OF("l") " FROM l"
 		" UNION"
-		" SELECT k.scope, k.domain || coalesce((SELECT '>' || group_concat(c.value, '>')"
+		" SELECT k.scope, k.domain, k.domain || coalesce((SELECT '>' || group_concat(c.value, '>')"
 		"  FROM dns_answers c WHERE c.type = 'CNAME' AND c.query_id = (SELECT max(q.id)"
 		"   FROM dns_queries q WHERE q.qname = k.domain AND q.scope = k.scope AND q.answers > 0)),"
 		"  '') FROM k"
 		" ORDER BY 1, 2";
+	struct policy_decision d, pd;
+	char *pscope = NULL, *pname = NULL;
 	sqlite3_stmt *st;
-	int rc;
+	int rc, r = 0;
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
@@ -517,27 +542,40 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 	if (f->run_id > 0)
 		sqlite3_bind_int64(st, 2, f->run_id);
 	sqlite3_bind_int64(st, 3, f->since_ns);
+	/* A name may come with two chains (its latest lookup's, its connections'): its rows are
+	 * next to each other, and the strictest decision of them is the name's. */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *scope = (const char *)sqlite3_column_text(st, 0);
-		const char *entry = (const char *)sqlite3_column_text(st, 1);
+		const char *entry = (const char *)sqlite3_column_text(st, 2);
 		char *name = entry ? strdup(entry) : NULL;
-		struct policy_decision d;
-		struct rule_group *grp;
 
-		if (!name)
+		if (!name || !scope) {
+			free(name);
+			r = -ENOMEM;
 			break;
+		}
 		decide_entry(p, scope, name, &d);
-		if (d.mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, &d))) {
+		if (pname && !strcmp(pscope, scope) && !strcmp(pname, name)) {
+			if (decision_stricter(&d, &pd))
+				pd = d;
 			free(name);
 			continue;
 		}
-		rc = group_add_name(grp, name);
-		free(name);
-		if (rc < 0)
+		r = group_put(g, n, pscope, pname, &pd);
+		free(pscope);
+		free(pname);
+		pscope = strdup(scope);
+		pname = name;
+		pd = d;
+		if (r < 0 || !pscope)
 			break;
 	}
+	if (rc == SQLITE_DONE)
+		r = group_put(g, n, pscope, pname, &pd);
+	free(pscope);
+	free(pname);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return rc == SQLITE_DONE && r == 0 ? 0 : r < 0 ? r : -EIO;
 }
 
 /* One line on a group: how many processes depended on its names, and the last one. */

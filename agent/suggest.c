@@ -26,6 +26,12 @@ static const char names_sql[] =
 	" SELECT g.name, g.attempts, g.processes, g.last_ns, coalesce(p.cmdline, p.comm, '')"
 	" FROM g LEFT JOIN processes p ON p.id = g.process_id WHERE g.found > 0 ORDER BY g.name";
 
+/* The CNAME chains ("a>b") the name's answers had in the scope and window, each once. */
+static const char chains_sql[] =
+	"SELECT DISTINCT (SELECT group_concat(c.value, '>') FROM dns_answers c"
+	"  WHERE c.query_id = q.id AND c.type = 'CNAME')"
+	" FROM dns_queries q WHERE q.qname = ?3 AND (?1 IS NULL OR q.scope = ?1) AND q.time_ns >= ?2";
+
 /* Destinations reached with no name (DNS itself aside: it goes to the proxy whatever). */
 static const char unnamed_sql[] =
 	"SELECT min(addr), proto, port, count(*) FROM connections"
@@ -47,7 +53,33 @@ static int grow(void **arr, size_t n, size_t *cap, size_t size)
 	return 0;
 }
 
-static int collect_names(sqlite3 *db, const char *scope, const struct policy *p,
+/*
+ * Whether a rule of a CNAME target decided one of the name's lookups: an allow rule of the
+ * name's own would override it (policy_decide_chain), so none is suggested. 1, 0, or -EIO.
+ */
+static int chain_ruled(sqlite3_stmt *chains, const char *scope, const char *raw,
+		       const char *name, const struct policy *p)
+{
+	int rc, ruled = 0;
+
+	sqlite3_reset(chains);
+	sqlite3_bind_text(chains, 3, raw, -1, SQLITE_STATIC);
+	while (!ruled && (rc = sqlite3_step(chains)) == SQLITE_ROW) {
+		char *chain = policy_chain_from_text((const char *)sqlite3_column_text(chains, 0));
+		struct policy_decision d;
+
+		if (!chain)
+			continue;
+		policy_decide_chain(p, scope, name, chain, &d);
+		ruled = d.rule_id != 0;
+		free(chain);
+	}
+	if (!ruled && rc != SQLITE_DONE)
+		return -EIO;
+	return ruled;
+}
+
+static int collect_names(sqlite3_stmt *chains, const char *scope, const struct policy *p,
 			 sqlite3_stmt *st, struct suggest_result *ret)
 {
 	size_t cap = 0;
@@ -61,7 +93,7 @@ static int collect_names(sqlite3 *db, const char *scope, const struct policy *p,
 		struct suggestion *s;
 		const char *why;
 		uint8_t match;
-		int n;
+		int n, r;
 
 		ret->n_seen++;
 		/* Only what a rule can be written for: an odd name from the wire is left out. */
@@ -71,6 +103,11 @@ static int collect_names(sqlite3 *db, const char *scope, const struct policy *p,
 		policy_decide(p, scope ? scope : "", norm, &d);
 		if (d.rule_id)
 			continue; /* a rule of the operator's decides it already */
+		r = chain_ruled(chains, scope ? scope : "", name, norm, p);
+		if (r < 0)
+			return r;
+		if (r)
+			continue; /* or one of a name its answers led to */
 		if (grow((void **)&ret->names, ret->n_names, &cap, sizeof(*ret->names)) < 0)
 			return -ENOMEM;
 		s = &ret->names[ret->n_names++];
@@ -83,7 +120,6 @@ static int collect_names(sqlite3 *db, const char *scope, const struct policy *p,
 		n = report_cut(cmd, (int)sizeof(s->cmdline) - 4);
 		snprintf(s->cmdline, sizeof(s->cmdline), "%.*s%s", n, cmd, cmd[n] ? "..." : "");
 	}
-	(void)db;
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -122,15 +158,21 @@ static int run_query(sqlite3 *db, const char *sql, const char *scope, int64_t si
 int suggest_collect(sqlite3 *db, const char *scope, int64_t since_ns, const struct policy *p,
 		    struct suggest_result *ret)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st, *chains;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	r = run_query(db, names_sql, scope, since_ns, &st);
+	r = run_query(db, chains_sql, scope, since_ns, &chains);
 	if (r < 0)
 		return r;
-	r = collect_names(db, scope, p, st, ret);
+	r = run_query(db, names_sql, scope, since_ns, &st);
+	if (r < 0) {
+		sqlite3_finalize(chains);
+		return r;
+	}
+	r = collect_names(chains, scope, p, st, ret);
 	sqlite3_finalize(st);
+	sqlite3_finalize(chains);
 	if (r == 0)
 		r = run_query(db, unnamed_sql, scope, since_ns, &st);
 	if (r == 0) {

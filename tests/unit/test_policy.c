@@ -782,6 +782,53 @@ static void test_cname_chain(void **state)
 	chain(p, "locked", "www.site.test", NULL, ENFORCE, 0, "default");
 }
 
+/* The length of a chain list "a\0b\0\0", its last NUL included. */
+static size_t chain_len(const char *c)
+{
+	size_t n = 0;
+
+	while (c[n])
+		n += strlen(c + n) + 1;
+	return n + 1;
+}
+
+/*
+ * A chain from the store's text keeps what the proxy looks at live: targets in order, not
+ * those a rule cannot name (\DDD escapes), not empty ones, POLICY_CHAIN_MAX bytes at most.
+ */
+static void test_chain_from_text(void **state)
+{
+	char *c, *text;
+	size_t n = 0;
+
+	assert_null(policy_chain_from_text(NULL));
+	assert_null(policy_chain_from_text(""));
+	assert_null(policy_chain_from_text(">>"));
+	c = policy_chain_from_text("a.example>b.example");
+	assert_non_null(c);
+	assert_int_equal(chain_len(c), sizeof("a.example\0b.example\0"));
+	assert_memory_equal(c, "a.example\0b.example\0", sizeof("a.example\0b.example\0"));
+	free(c);
+	c = policy_chain_from_text("we\\032ird.example>>b.example");
+	assert_non_null(c);
+	assert_memory_equal(c, "b.example\0", sizeof("b.example\0"));
+	free(c);
+	assert_null(policy_chain_from_text("only\\046escaped.example"));
+	/* 100 targets of 40 bytes: those that fit in POLICY_CHAIN_MAX, and no part of one more. */
+	text = malloc(100 * 41);
+	assert_non_null(text);
+	for (int i = 0; i < 100; i++)
+		n += (size_t)sprintf(text + n, "%starget-%02d.a-cdn-name-of-some-length.net", i ? ">" : "", i);
+	c = policy_chain_from_text(text);
+	assert_non_null(c);
+	assert_true(chain_len(c) <= POLICY_CHAIN_MAX);
+	assert_true(chain_len(c) + 40 > POLICY_CHAIN_MAX);
+	assert_string_equal(c, "target-00.a-cdn-name-of-some-length.net");
+	free(c);
+	free(text);
+	(void)state;
+}
+
 /* Two references: the first unref leaves the set usable, the second frees it (ASan). */
 static void test_refcount(void **state)
 {
@@ -827,6 +874,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rules_max, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cname_chain, setup, teardown),
+		cmocka_unit_test(test_chain_from_text),
 		cmocka_unit_test(test_refcount),
 	};
 

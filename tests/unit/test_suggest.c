@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* policy suggest: which allow rules a lock-down needs, from a real store's rows. */
+/*
+ * What the rules say of a real store's rows: policy suggest (which allow rules a lock-down
+ * needs), and the rule column and "what the rules stop" lines of deps.
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "policy.h"
+#include "report.h"
 #include "rules.h"
 #include "store.h"
 #include "suggest.h"
@@ -183,6 +187,96 @@ static void test_suggest_skips_ruled_names(void **state)
 	policy_unref(p);
 }
 
+/*
+ * An alias whose answer led to a name the operator enforces: an allow rule of the alias's own
+ * would win over the target's rule (policy_decide_chain), so none is suggested; an alias whose
+ * target has no rule is suggested as before.
+ */
+static void test_suggest_skips_aliases_of_ruled_targets(void **state)
+{
+	struct fixture *f = *state;
+	struct suggest_result r;
+	struct policy *p;
+
+	fill(f);
+	sql(f, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype, rcode,"
+	       " transport, verdict, rule, answers) VALUES"
+	       " (10, 2000000000000, 2, 'deploy', 'www.alias.test', 'A', 'NXDOMAIN', 'udp', 'blocked', 'cdn.test', 1),"
+	       " (11, 2000000000000, 2, 'deploy', 'www.free.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 2)");
+	sql(f, "INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES"
+	       " (10, 'www.alias.test', 'CNAME', 'edge.cdn.test', NULL, 60),"
+	       " (11, 'www.free.test', 'CNAME', 'edge.other-cdn.test', NULL, 60),"
+	       " (11, 'edge.other-cdn.test', 'A', '127.0.0.20', '00000000000000000000ffff7f000014', 60)");
+	add(f, "cdn.test", "", POLICY_ENFORCE);
+	p = load(f);
+	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 0, p, &r), 0);
+	assert_int_equal(r.n_names, 3);
+	assert_string_equal(r.names[0].name, "blocked.test");
+	assert_string_equal(r.names[1].name, "ci.example.test");
+	assert_string_equal(r.names[2].name, "www.free.test");
+	suggest_free(&r);
+	policy_unref(p);
+}
+
+/*
+ * In run 1, www.alias.test was answered with a CNAME to edge.cdn.test (enforced) and
+ * 127.0.0.30, which curl connected to; in run 2, with no CNAME. For run 1, the name comes
+ * with both chains (run 1's lookup, the scope's latest answer), and the stricter decides:
+ * deps names the enforce rule for the destination, and the "what the rules stop" lines put
+ * the name under it, once, not also under the scope's monitor default.
+ */
+static void test_report_takes_the_strictest_of_a_names_chains(void **state)
+{
+	struct fixture *f = *state;
+	struct rule_change def = { .pattern = "", .scope = "deploy", .mode = POLICY_MONITOR,
+				   .by = "test" };
+	struct report_filter flt = { .scope = "deploy", .run_id = 1 };
+	struct policy *p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	sql(f, "INSERT INTO runs (id, scope, cgroup, cgroup_id, command, host, mode, boot_id,"
+	       " started_ns) VALUES (1, 'deploy', '/x/1', 1, './deploy.sh', 'h', 'agent', 'b', 1),"
+	       " (2, 'deploy', '/x/2', 2, './deploy.sh', 'h', 'agent', 'b', 3000000000000)");
+	sql(f, "INSERT INTO processes (id, pid, start_ns, exec_id, comm, cmdline, cmdline_source,"
+	       " first_seen_ns, boot_id) VALUES"
+	       " (2, 11, 1, 1, 'curl', 'curl -fsSL https://www.alias.test/x', 'proc', 1, 'b')");
+	sql(f, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype, rcode,"
+	       " transport, verdict, rule, answers, run_id) VALUES"
+	       " (20, 1000000000000, 2, 'deploy', 'www.alias.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 2, 1),"
+	       " (21, 4000000000000, 2, 'deploy', 'www.alias.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 1, 2)");
+	sql(f, "INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES"
+	       " (20, 'www.alias.test', 'CNAME', 'edge.cdn.test', NULL, 60),"
+	       " (20, 'edge.cdn.test', 'A', '127.0.0.30', '00000000000000000000ffff7f00001e', 60),"
+	       " (21, 'www.alias.test', 'A', '127.0.0.31', '00000000000000000000ffff7f00001f', 60)");
+	sql(f, "INSERT INTO connections (id, time_ns, process_id, tid, scope, cgroup_id, kind, family,"
+	       " proto, addr, addr_key, port, verdict, domain, run_id) VALUES"
+	       " (22, 2000000000000, 2, 11, 'deploy', 1, 'connect', 'ipv4', 'tcp', '127.0.0.30',"
+	       "  '00000000000000000000ffff7f00001e', 443, 'allowed', 'www.alias.test', 1)");
+	add(f, "cdn.test", "", POLICY_ENFORCE);
+	assert_int_equal(rules_set_default(f->s, &def, NULL), 0);
+	p = load(f);
+
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_CSV, out), 1);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "127.0.0.30"));
+	assert_non_null(strstr(buf, "enforce cdn.test"));
+	free(buf);
+
+	buf = NULL;
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(report_rules(store_db(f->s), &flt, p, out), 1);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "enforce  cdn.test"));
+	assert_null(strstr(buf, "default"));
+	free(buf);
+	policy_unref(p);
+}
+
 /* --since, and another scope's names stay out of a scope's suggestion. */
 static void test_suggest_since_and_scope(void **state)
 {
@@ -238,7 +332,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suggest_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suggest_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suggest_skips_ruled_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suggest_skips_aliases_of_ruled_targets, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_suggest_since_and_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_report_takes_the_strictest_of_a_names_chains,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_all_or_nothing, setup, teardown),
 	};
 
