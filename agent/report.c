@@ -441,8 +441,6 @@ int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns)
 
 /* ---- what the rules break -------------------------------------------------------------- */
 
-#define RULE_GROUPS_MAX 256
-
 /*
  * A lookup the upstream answered NXDOMAIN breaks nothing when refused: the name does not
  * exist (a search domain tried, a typo). One the proxy refused for a rule may well exist.
@@ -456,6 +454,12 @@ struct rule_group {
 	uint8_t mode;
 	char *names;  /* a JSON array, for json_each() */
 	size_t n_names;
+};
+
+/* Every group, as many as there are (a thousand rules may each stop something). */
+struct groups {
+	struct rule_group *g;
+	size_t n, cap;
 };
 
 static int group_add_name(struct rule_group *g, const char *name)
@@ -483,35 +487,49 @@ static int group_add_name(struct rule_group *g, const char *name)
 	return 0;
 }
 
-static struct rule_group *group_of(struct rule_group *g, size_t *n, const char *scope,
+/* The group of scope and decision d, made if there is none yet; NULL without memory. */
+static struct rule_group *group_of(struct groups *gs, const char *scope,
 				   const struct policy_decision *d)
 {
-	for (size_t i = 0; i < *n; i++)
-		if (!strcmp(g[i].scope, scope) && !strcmp(g[i].rule, d->rule) && g[i].mode == d->mode)
-			return &g[i];
-	if (*n == RULE_GROUPS_MAX)
-		return NULL;
-	memset(&g[*n], 0, sizeof(g[*n]));
-	snprintf(g[*n].scope, sizeof(g[*n].scope), "%s", scope);
-	snprintf(g[*n].rule, sizeof(g[*n].rule), "%s", d->rule);
-	g[*n].mode = d->mode;
-	return &g[(*n)++];
+	struct rule_group *g;
+
+	for (size_t i = 0; i < gs->n; i++) {
+		g = &gs->g[i];
+		if (!strcmp(g->scope, scope) && !strcmp(g->rule, d->rule) && g->mode == d->mode)
+			return g;
+	}
+	if (gs->n == gs->cap) {
+		size_t cap = gs->cap ? gs->cap * 2 : 16;
+
+		g = realloc(gs->g, cap * sizeof(*g));
+		if (!g)
+			return NULL;
+		gs->g = g;
+		gs->cap = cap;
+	}
+	g = &gs->g[gs->n++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->scope, sizeof(g->scope), "%s", scope);
+	snprintf(g->rule, sizeof(g->rule), "%s", d->rule);
+	g->mode = d->mode;
+	return g;
 }
 
-/* A name in the group of its decision, if a rule or default would stop it; 0 if none. */
-static int group_put(struct rule_group *g, size_t *n, const char *scope, const char *name,
+/* A name in the group of its decision, if a rule or default would stop it. */
+static int group_put(struct groups *gs, const char *scope, const char *name,
 		     const struct policy_decision *d)
 {
 	struct rule_group *grp;
 
-	if (!name || d->mode == POLICY_ALLOW || !(grp = group_of(g, n, scope, d)))
+	if (!name || d->mode == POLICY_ALLOW)
 		return 0;
-	return group_add_name(grp, name);
+	grp = group_of(gs, scope, d);
+	return grp ? group_add_name(grp, name) : -ENOMEM;
 }
 
 /* Every name the filtered scopes looked up or connected to, and what rule decides it. */
 static int groups_collect(sqlite3 *db, const struct report_filter *f, const struct policy *p,
-			  struct rule_group *g, size_t *n)
+			  struct groups *gs)
 {
 	static const char sql[] =
 		/* Each name with the chain of its latest answer (a refusal keeps its chain). */
@@ -561,7 +579,7 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 			free(name);
 			continue;
 		}
-		r = group_put(g, n, pscope, pname, &pd);
+		r = group_put(gs, pscope, pname, &pd);
 		free(pscope);
 		free(pname);
 		pscope = strdup(scope);
@@ -571,7 +589,7 @@ static int groups_collect(sqlite3 *db, const struct report_filter *f, const stru
 			break;
 	}
 	if (rc == SQLITE_DONE)
-		r = group_put(g, n, pscope, pname, &pd);
+		r = group_put(gs, pscope, pname, &pd);
 	free(pscope);
 	free(pname);
 	sqlite3_finalize(st);
@@ -635,25 +653,22 @@ static void group_print(sqlite3 *db, const struct report_filter *f, const struct
 
 int report_rules(sqlite3 *db, const struct report_filter *f, const struct policy *p, FILE *out)
 {
-	struct rule_group *g = calloc(RULE_GROUPS_MAX, sizeof(*g));
-	size_t n = 0;
+	struct groups gs = { 0 };
 	int r;
 
-	if (!g)
-		return -ENOMEM;
-	r = groups_collect(db, f, p, g, &n);
-	if (r == 0 && n > 0) {
+	r = groups_collect(db, f, p, &gs);
+	if (r == 0 && gs.n > 0) {
 		int monitored = 0;
 
-		for (size_t i = 0; i < n; i++)
-			monitored |= g[i].mode == POLICY_MONITOR;
+		for (size_t i = 0; i < gs.n; i++)
+			monitored |= gs.g[i].mode == POLICY_MONITOR;
 		fprintf(out, "What the rules stop%s:\n",
 			monitored ? " (monitor: what would break once enforced)" : "");
-		for (size_t i = 0; i < n; i++)
-			group_print(db, f, &g[i], out);
+		for (size_t i = 0; i < gs.n; i++)
+			group_print(db, f, &gs.g[i], out);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(g[i].names);
-	free(g);
-	return r < 0 ? r : (int)n;
+	for (size_t i = 0; i < gs.n; i++)
+		free(gs.g[i].names);
+	free(gs.g);
+	return r < 0 ? r : (int)gs.n;
 }

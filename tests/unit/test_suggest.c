@@ -277,6 +277,47 @@ static void test_report_takes_the_strictest_of_a_names_chains(void **state)
 	policy_unref(p);
 }
 
+/* Every rule that stops something gets its line, however many there are. */
+static void test_report_every_rule_that_stops_something(void **state)
+{
+	enum { N = 300 };
+	struct fixture *f = *state;
+	struct report_filter flt = { .scope = "deploy" };
+	static char patterns[N][16];
+	struct rule_change c[N];
+	struct policy *p;
+	char *buf = NULL, *line;
+	size_t len = 0;
+	int lines = 0;
+	FILE *out;
+
+	sql(f, "INSERT INTO processes (id, pid, start_ns, exec_id, comm, cmdline, cmdline_source,"
+	       " first_seen_ns, boot_id) VALUES (1, 10, 1, 1, 'dig', 'dig', 'proc', 1, 'b')");
+	sql(f, "WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n < 299)"
+	       " INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype, rcode,"
+	       " transport, verdict, answers)"
+	       " SELECT 100 + n, 1000000000000 + n, 1, 'deploy', printf('n%03d.test', n), 'A',"
+	       " 'NOERROR', 'udp', 'would_block', 1 FROM i");
+	for (int i = 0; i < N; i++) {
+		snprintf(patterns[i], sizeof(patterns[i]), "=n%03d.test", i);
+		c[i] = (struct rule_change){ .pattern = patterns[i], .scope = "deploy",
+					     .mode = POLICY_MONITOR, .by = "test" };
+	}
+	assert_int_equal(rules_add_many(f->s, c, N), 0);
+	p = load(f);
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(report_rules(store_db(f->s), &flt, p, out), N);
+	assert_int_equal(fclose(out), 0);
+	for (line = strstr(buf, "would break: 1 process"); line;
+	     line = strstr(line + 1, "would break: 1 process"))
+		lines++;
+	assert_int_equal(lines, N);
+	assert_non_null(strstr(buf, "=n299.test"));
+	free(buf);
+	policy_unref(p);
+}
+
 /* --since, and another scope's names stay out of a scope's suggestion. */
 static void test_suggest_since_and_scope(void **state)
 {
@@ -335,6 +376,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suggest_skips_aliases_of_ruled_targets, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_suggest_since_and_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_report_every_rule_that_stops_something, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_report_takes_the_strictest_of_a_names_chains,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_all_or_nothing, setup, teardown),
