@@ -53,7 +53,8 @@ ci.example.test AAAA udp blocked example.test NXDOMAIN blocked by rule" "recorde
 	# getaddrinfo (python, glibc through the resolv.conf of the test) fails fast.
 	in_private_resolv "$NETTRAIL" run --db "$DB" --scope deploy -- \
 		"$PY" "$NETUTIL" resolve www.example.test 4 >"$T/gai.out" 2>"$T/gai.err"
-	expect_match "$(cat "$T/gai.out" "$T/gai.err")" "Name or service not known|NXDOMAIN|not known" "getaddrinfo fails"
+	expect_eq "$?" 1 "the resolving program failed"
+	expect_eq "$(cat "$T/gai.out")" "error -2" "getaddrinfo: EAI_NONAME, the name does not exist"
 	expect_eq "$(q "$DB" "select count(*) from dns_queries where qname = 'www.example.test'
 		and verdict = 'blocked'")" "$(q "$DB" "select count(*) from dns_queries where qname = 'www.example.test'")" \
 		"every lookup of it blocked"
@@ -62,16 +63,29 @@ ci.example.test AAAA udp blocked example.test NXDOMAIN blocked by rule" "recorde
 test_policy_scope_isolation_and_exact_rules() {
 	start_dnsmasq
 	pol add =ci.example.test --scope deploy --mode enforce
-	nrun --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
-		dig +short +time=2 +tries=1 @$RESOLVER api.example.test" >"$T/deploy.out"
-	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/other.out"
-	# Outside any watched cgroup: nothing is redirected, nothing is recorded.
+	pol add =many.example.test --scope deploy --mode enforce
+	# While deploy's run holds its hooks: a process outside any watched cgroup is neither
+	# redirected nor recorded, and resolves the name.
+	bg "$NETTRAIL" run --db "$DB" --scope deploy -- sh -c "dig +short +time=2 +tries=1 @$RESOLVER ci.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER api.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER many.example.test;
+		dig +short +time=2 +tries=1 @$RESOLVER www.many.example.test; echo held >$T/held;
+		while [ ! -e $T/go ]; do sleep 0.05; done" >"$T/deploy.out" 2>/dev/null
+	local held=$BG_PID
+	wait_for "$T/held" held || fail "the deploy run did not get to its lookups' end"
 	dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/outside.out"
-	expect_eq "$(cat "$T/deploy.out")" "127.0.0.1" "deploy: ci blocked, api (not below an exact rule) answered"
+	touch "$T/go"
+	wait "$held"
+	nrun --scope other -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >"$T/other.out"
+	expect_eq "$(cat "$T/deploy.out")" "127.0.0.1
+127.0.0.12" "deploy: ci and many blocked; api and www.many (not below an exact rule) answered"
 	expect_eq "$(cat "$T/other.out")" "127.0.0.10" "another scope resolves it"
 	expect_eq "$(cat "$T/outside.out")" "127.0.0.10" "a process outside resolves it"
+	expect_eq "$(q "$DB" "select count(*) from dns_queries where scope = 'deploy'")" 4 "the outside lookup is not recorded"
 	expect_eq "$(dns_verdicts deploy)" "ci.example.test blocked =ci.example.test NXDOMAIN
-api.example.test allowed - NOERROR" "deploy's queries"
+api.example.test allowed - NOERROR
+many.example.test blocked =many.example.test NXDOMAIN
+www.many.example.test allowed - NOERROR" "deploy's queries"
 	expect_eq "$(dns_verdicts other)" "ci.example.test allowed - NOERROR" "other's query"
 }
 
@@ -259,6 +273,22 @@ test_policy_enforce_addresses_per_scope_under_an_agent() {
 	expect_ge "$(metric nettrail_packets_blocked_total)" 5 "packets dropped"
 	expect_eq "$(metric nettrail_block_answers_dropped_total)" 0 "no answer left out"
 	expect_eq "$(metric nettrail_block_update_errors_total)" 0 "no map update failed"
+	# Back to monitor, enforced again, removed: each applied within a second, by the agent that
+	# runs (the addresses leave the kernel's table and come back, no restart).
+	pol set ci.example.test --scope deploy --mode monitor
+	sleep 1
+	curl -sf http://127.0.0.1:9874/metrics >"$T/metrics" || fail "scrape"
+	expect_eq "$(metric nettrail_block_entries)" 0 "monitor: the kernel's table is empty"
+	expect_eq "$(attempts deploy 127.0.0.10 18504 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "monitor: reachable again"
+	pol set ci.example.test --scope deploy --mode enforce
+	sleep 1
+	expect_eq "$(attempts deploy 127.0.0.10 18504 | tr '\n' ' ')" "tcp EPERM udp EPERM sendto EPERM " "enforced again"
+	pol rm ci.example.test --scope deploy
+	sleep 1
+	curl -sf http://127.0.0.1:9874/metrics >"$T/metrics" || fail "scrape"
+	expect_eq "$(metric nettrail_block_entries)" 0 "removed: the kernel's table is empty"
+	expect_eq "$(attempts deploy 127.0.0.10 18504 | tr '\n' ' ')" "tcp ok udp ok sendto ok " "removed: reachable"
+	kill -0 "$AGENT" || fail "the agent is gone"
 	stop_agent
 	expect_ge "$(q "$DB" "select max(value) from stats where name = 'packets_blocked'")" 5 "and counted"
 	# The scope's directory the agent held is gone with it, as are the runs.
@@ -275,6 +305,8 @@ test_policy_curl_and_python_fail_fast_on_an_enforced_name() {
 		curl -sS --max-time 5 -o /dev/null http://ci.example.test:18507/ 2>"$T/curl1.err"
 	local rc=$?
 	[ "$rc" = 6 ] && fail "monitor: curl could not resolve ($(cat "$T/curl1.err"))"
+	expect_eq "$(q "$DB" "select distinct verdict, rcode from dns_queries where qname = 'ci.example.test'" | tr '|' ' ')" \
+		"would_block NOERROR" "monitor: curl's lookups answered, recorded would_block"
 	pol set example.test --scope deploy --mode enforce
 	t0=$(date +%s%N)
 	in_private_resolv "$NETTRAIL" run --no-report --db "$DB" --scope deploy -- \
@@ -365,12 +397,16 @@ for d in json.load(open(sys.argv[1])):
     if d["addr"] == "127.0.0.10":
         print(d["domains"], d["verdicts"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "")' "$T/deps.json")" \
 		"['ci.example.test'] ['allowed'] 18508 monitor example.test 1 True" "json: names, verdicts, port, rule, attempts, first and last seen"
+	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
+	expect_match "$(cat "$T/report")" "monitor +example.test +deploy +would break: 1 process" "the run's summary, monitor"
 	pol set example.test --scope deploy --mode enforce
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
-	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary"
-	# Another scope is not in the report of deploy's rules.
+	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary, enforce"
+	# Another scope that used the same name is not in the report of deploy's rules.
+	nrun --scope other -- "$PY" "$NETUTIL" connect 127.0.0.10 18508 >/dev/null
 	"$NETTRAIL" deps --scope other --db "$DB" >"$T/other.out" 2>&1
-	grep -q "breaks" "$T/other.out" && fail "another scope's report names deploy's rule"
+	expect_match "$(cat "$T/other.out")" "127.0.0.10 +18508" "other's destination is listed"
+	grep -q "example.test\|break" "$T/other.out" && fail "another scope's report names deploy's rule: $(cat "$T/other.out")"
 	true
 }
 
