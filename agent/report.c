@@ -6,6 +6,10 @@
 #include "policy.h"
 #include "report.h"
 
+/* How many distinct command lines csv and json give per destination (the table: the first). */
+#define CMDLINES_SHOWN "10"
+#define COL_CMDLINES 12
+
 /* A query's name with its answer's CNAME targets, "name>target>target" (decide_entry). */
 #define CHAIN_OF(q)                                                                            \
 	" || coalesce((SELECT '>' || group_concat(c.value, '>') FROM dns_answers c"            \
@@ -46,7 +50,14 @@ static const char deps_sql[] =
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
-	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'), n.names"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'), n.names,"
+	/* The distinct command lines that made its attempts, first seen first: CMDLINES_SHOWN
+	 * (csv and json only, ?4). */
+	"        CASE WHEN ?4 THEN (SELECT json_group_array(cmd) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
+	"          FROM connections x JOIN processes p ON p.id = x.process_id"
+	"          WHERE x.addr_key = g.addr_key AND x.port = g.port AND x.scope = g.scope"
+	"           AND x.proto = g.proto AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
+	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" LEFT JOIN n ON n.scope = g.scope AND n.addr_key = g.addr_key"
 	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
@@ -269,7 +280,8 @@ static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
 
 		report_csv_field(out, v ? v : "", ",");
 	}
-	report_csv_field(out, rule, "\n");
+	report_csv_field(out, rule, ",");
+	report_csv_field(out, (const char *)sqlite3_column_text(st, COL_CMDLINES), "\n");
 }
 
 /* A JSON string, escaped as RFC 8259 asks. */
@@ -325,7 +337,8 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 	}
 	fputs("\"rule\": ", out);
 	json_str(out, rule);
-	fputc('}', out);
+	/* Already a JSON array of strings, made by SQLite. */
+	fprintf(out, ", \"cmdlines\": %s}", sqlite3_column_text(st, COL_CMDLINES));
 }
 
 int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy *p,
@@ -342,10 +355,10 @@ int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy 
 	if (f->run_id > 0)
 		sqlite3_bind_int64(st, 2, f->run_id);
 	sqlite3_bind_int64(st, 3, f->since_ns);
+	sqlite3_bind_int(st, 4, fmt != REPORT_TABLE);
 	if (fmt == REPORT_CSV)
 		fputs("scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,"
-		      "first_seen,"
-		      "rule\n", out);
+		      "first_seen,rule,cmdlines\n", out);
 	else if (fmt == REPORT_JSON)
 		fputc('[', out);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

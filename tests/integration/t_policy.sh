@@ -395,8 +395,10 @@ test_policy_report_shows_what_would_break() {
 	expect_eq "$("$PY" -c 'import json,sys
 for d in json.load(open(sys.argv[1])):
     if d["addr"] == "127.0.0.10":
-        print(d["domains"], d["verdicts"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "")' "$T/deps.json")" \
-		"['ci.example.test'] ['allowed'] 18508 monitor example.test 1 True" "json: names, verdicts, port, rule, attempts, first and last seen"
+        print(d["domains"], d["verdicts"], d["port"], d["rule"], d["attempts"], d["first_seen"] == d["last_seen"] != "",
+              len(d["cmdlines"]), d["cmdlines"][0].endswith("connect 127.0.0.10 18508"))' "$T/deps.json")" \
+		"['ci.example.test'] ['allowed'] 18508 monitor example.test 1 True 1 True" \
+		"json: names, verdicts, port, rule, attempts, first and last seen, command lines"
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
 	expect_match "$(cat "$T/report")" "monitor +example.test +deploy +would break: 1 process" "the run's summary, monitor"
 	pol set example.test --scope deploy --mode enforce

@@ -1101,7 +1101,7 @@ static int run_report(sqlite3 *db, const struct report_filter *flt, char lines[]
 	return r;
 }
 
-#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,first_seen,rule"
+#define CSV_HEADER "scope,proto,addr,port,attempts,processes,verdicts,first_cmdline,last_seen,domain,first_seen,rule,cmdlines"
 
 /* The CSV report: header, one line per destination, quoting that survives a CSV reader. */
 static void test_report_csv(void **state)
@@ -1109,7 +1109,7 @@ static void test_report_csv(void **state)
 	static const char *const v_web[] = { "would_block", "allowed" };
 	struct fixture *f = *state;
 	struct report_filter flt = { 0 };
-	char lines[16][256], fields[12][128];
+	char lines[16][256], fields[13][128];
 	struct deps_data d;
 	int n, found = 0;
 
@@ -1118,7 +1118,7 @@ static void test_report_csv(void **state)
 	assert_int_equal(n, 5);
 	assert_string_equal(lines[0], CSV_HEADER);
 	for (int i = 1; i < n; i++) {
-		assert_int_equal(csv_split(lines[i], fields, 13), 12);
+		assert_int_equal(csv_split(lines[i], fields, 14), 13);
 		if (strcmp(fields[0], "web") || strcmp(fields[1], "tcp") || strcmp(fields[2], "10.0.0.1"))
 			continue;
 		found++;
@@ -1130,6 +1130,8 @@ static void test_report_csv(void **state)
 		assert_true(same_set(fields[6], v_web, 2));
 		assert_string_equal(fields[7], "sh -c \"wget a,b\"");
 		assert_string_equal(fields[8], "2023-11-14T22:13:22.123Z");
+		/* Every command line that made its attempts, once, first seen first, as JSON. */
+		assert_string_equal(fields[12], "[\"sh -c \\\"wget a,b\\\"\",\"curl https://a\"]");
 	}
 	assert_int_equal(found, 1);
 
@@ -1152,7 +1154,7 @@ static void test_report_filters(void **state)
 {
 	struct fixture *f = *state;
 	sqlite3 *db = store_db(f->s);
-	char lines[16][256], fields[12][128];
+	char lines[16][256], fields[13][128];
 	struct report_filter flt = { 0 };
 	struct deps_data d;
 	int n;
@@ -1162,9 +1164,10 @@ static void test_report_filters(void **state)
 	flt.scope = "db";
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
 	assert_int_equal(n, 2);
-	assert_int_equal(csv_split(lines[1], fields, 13), 12);
+	assert_int_equal(csv_split(lines[1], fields, 14), 13);
 	assert_string_equal(fields[0], "db");
 	assert_string_equal(fields[7], "psql");
+	assert_string_equal(fields[12], "[\"psql\"]");
 
 	flt.scope = "web";
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 3);
@@ -1173,7 +1176,7 @@ static void test_report_filters(void **state)
 	flt.scope = NULL;
 	flt.run_id = d.run_a2;
 	assert_int_equal(run_report(db, &flt, lines, 16, &n), 1);
-	assert_int_equal(csv_split(lines[1], fields, 13), 12);
+	assert_int_equal(csv_split(lines[1], fields, 14), 13);
 	assert_string_equal(fields[0], "web");
 	assert_string_equal(fields[1], "udp");
 
