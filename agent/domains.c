@@ -47,6 +47,29 @@ void domains_clear(struct domains *d)
 void domains_put(struct domains *d, const char *scope, const uint8_t addr[16], const char *name,
 		 int64_t expires_ns)
 {
+	domains_put_chain(d, scope, addr, name, NULL, expires_ns);
+}
+
+/* name, then as many of chain's targets as fit, then the empty string that ends them. */
+static void text_put(char *text, const char *name, size_t len, const char *chain)
+{
+	size_t o = len + 1;
+
+	memcpy(text, name, o);
+	for (const char *c = chain; c && *c; c += strlen(c) + 1) {
+		size_t n = strlen(c) + 1;
+
+		if (o + n + 1 > DOMAIN_TEXT_MAX)
+			break;
+		memcpy(text + o, c, n);
+		o += n;
+	}
+	text[o] = '\0';
+}
+
+void domains_put_chain(struct domains *d, const char *scope, const uint8_t addr[16],
+		       const char *name, const char *chain, int64_t expires_ns)
+{
 	uint64_t sh = scope_hash(scope);
 	size_t start = slot_of(sh, addr), len = strlen(name);
 	struct domain_entry *victim = NULL;
@@ -73,7 +96,14 @@ void domains_put(struct domains *d, const char *scope, const uint8_t addr[16], c
 	victim->scope_hash = sh;
 	victim->expires_ns = expires_ns;
 	memcpy(victim->addr, addr, 16);
-	memcpy(victim->name, name, len + 1);
+	text_put(victim->name, name, len, chain);
+}
+
+const char *domains_chain(const char *name)
+{
+	const char *c = name + strlen(name) + 1;
+
+	return *c ? c : NULL;
 }
 
 const char *domains_get(const struct domains *d, const char *scope, const uint8_t addr[16],

@@ -340,7 +340,7 @@ static int writer_process_id(struct tracker *t, const struct conn_record *c, int
  * a rule or default would block but that went through is would_block.
  */
 static void writer_conn_verdict(struct tracker *t, struct conn_record *c, const char *scope,
-				const char *domain, struct policy_decision *d)
+				const char *domain, const char *chain, struct policy_decision *d)
 {
 	if (c->family == AF_UNIX)
 		return;
@@ -355,7 +355,8 @@ static void writer_conn_verdict(struct tracker *t, struct conn_record *c, const 
 	}
 	if (!domain)
 		return; /* rules speak of names: an address nobody resolved has none */
-	policy_decide(t->wpolicy, scope, domain, d);
+	/* As its lookup was: by the name with its answer's CNAME chain. */
+	policy_decide_chain(t->wpolicy, scope, domain, chain, d);
 	if (!d->rule[0])
 		return;
 	c->verdict = d->mode == POLICY_ALLOW ? NT_VERDICT_ALLOWED : NT_VERDICT_WOULD_BLOCK;
@@ -366,7 +367,7 @@ static void writer_conn_verdict(struct tracker *t, struct conn_record *c, const 
 static int writer_put_conn(struct tracker *t, struct conn_record *c)
 {
 	const struct cg_entry *cg;
-	const char *domain = NULL;
+	const char *domain = NULL, *chain = NULL;
 	struct policy_decision d;
 	uint8_t key[16];
 	int64_t pid_row;
@@ -381,8 +382,9 @@ static int writer_put_conn(struct tracker *t, struct conn_record *c)
 		/* Refused for a name another scope resolved: that name is why. */
 		if (!domain && c->verdict == NT_VERDICT_BLOCKED)
 			domain = domains_get(&t->domains, ANY_SCOPE, key, c->time_ns);
+		chain = domain ? domains_chain(domain) : NULL;
 	}
-	writer_conn_verdict(t, c, cg->scope, domain, &d);
+	writer_conn_verdict(t, c, cg->scope, domain, chain, &d);
 	if (t->o.metrics) {
 		char pbuf[16];
 
@@ -443,7 +445,7 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 
 			if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
 				continue;
-			domains_put(&t->domains, ANY_SCOPE, key, d->qname, expires);
+			domains_put_chain(&t->domains, ANY_SCOPE, key, d->qname, d->chain, expires);
 		}
 		return 0;
 	}
@@ -467,14 +469,13 @@ static int writer_put_dns(struct tracker *t, const struct dns_record *d)
 		return r;
 	for (unsigned i = 0; i < d->n_rrs; i++) {
 		const struct dns_record_rr *rr = &d->rrs[i];
+		int64_t expires = d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns;
 		uint8_t key[16];
 
 		if (rr->target || addr_key(rr->family, rr->addr, key) < 0)
 			continue;
-		domains_put(&t->domains, cg->scope, key, d->qname,
-			    d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
-		domains_put(&t->domains, ANY_SCOPE, key, d->qname,
-			    d->time_ns + (int64_t)rr->ttl * 1000000000LL + t->o.dns_grace_ns);
+		domains_put_chain(&t->domains, cg->scope, key, d->qname, d->chain, expires);
+		domains_put_chain(&t->domains, ANY_SCOPE, key, d->qname, d->chain, expires);
 	}
 	return 0;
 }
@@ -1459,8 +1460,12 @@ static void domain_preload_one(void *ctx, const char *scope, const char *qname,
 	struct tracker *t = ctx;
 
 	if (scope && qname && expires_ns + t->o.dns_grace_ns > wall_now_ns()) {
-		domains_put(&t->domains, scope, key, qname, expires_ns + t->o.dns_grace_ns);
-		domains_put(&t->domains, ANY_SCOPE, key, qname, expires_ns + t->o.dns_grace_ns);
+		char *chain = policy_chain_from_text(targets);
+
+		domains_put_chain(&t->domains, scope, key, qname, chain, expires_ns + t->o.dns_grace_ns);
+		domains_put_chain(&t->domains, ANY_SCOPE, key, qname, chain,
+				  expires_ns + t->o.dns_grace_ns);
+		free(chain);
 	}
 }
 

@@ -557,10 +557,11 @@ tcp EPERM" "enforce: the alias refused over UDP and TCP, and the target's addres
 		where qname = 'www.example.test' order by id" | tr '|' ' ')" "udp would_block =ci.example.test NOERROR -
 udp blocked =ci.example.test NXDOMAIN blocked by rule: CNAME
 tcp blocked =ci.example.test NXDOMAIN blocked by rule: CNAME" "recorded with the target's rule"
-	# Connections are judged by the name they carry: the monitored chain shows in the lookup.
+	# Connections are judged as their name's lookup was, chain and all: the monitored connect
+	# is would_block by the target's rule, as its lookup was; the refused one carries it too.
 	expect_eq "$(q "$DB" "select verdict, coalesce(nullif(rule, ''), '-'), domain from connections where port = 18514 order by id" | tr '|' ' ')" \
-		"allowed - www.example.test
-blocked =ci.example.test www.example.test" "the refused connect: the target's rule, the name asked"
+		"would_block =ci.example.test www.example.test
+blocked =ci.example.test www.example.test" "the connects: the target's rule, the name asked"
 	expect_eq "$(q "$DB" "select a.type, a.value from dns_answers a join dns_queries q on q.id = a.query_id
 		where q.error = 'blocked by rule: CNAME' and q.transport = 'udp'" | tr '|' ' ')" \
 		"CNAME ci.example.test" "the refusal keeps the chain, not the addresses"

@@ -245,6 +245,50 @@ static void test_name_length(void **state)
 }
 
 /*
+ * A name is kept with its answer's CNAME chain, for the rules to weigh as its lookup was: the
+ * targets in order, as far as they fit (from the first that does not, none), none for a name
+ * put without one, and a newer answer's chain (or none) replaces the older.
+ */
+static void test_chain(void **state)
+{
+	struct domains *d = *state;
+	char longest[DOMAIN_NAME_MAX], chain[1024];
+	const char *got, *c;
+	size_t o = 0, n = 0;
+	uint8_t k[16];
+
+	key4(k, 10, 0, 1, 1);
+	domains_put_chain(d, "web", k, "www.site.test", "edge.cdn.test\0a.cdn.test\0", T0 + 60 * SEC);
+	got = domains_get(d, "web", k, T0);
+	assert_name(got, "www.site.test");
+	c = domains_chain(got);
+	assert_non_null(c);
+	assert_memory_equal(c, "edge.cdn.test\0a.cdn.test\0", sizeof("edge.cdn.test\0a.cdn.test\0"));
+
+	domains_put(d, "web", k, "www.site.test", T0 + 60 * SEC);
+	assert_null(domains_chain(domains_get(d, "web", k, T0)));
+	domains_put_chain(d, "web", k, "www.site.test", NULL, T0 + 60 * SEC);
+	assert_null(domains_chain(domains_get(d, "web", k, T0)));
+
+	/* A longest name leaves room for 130 bytes of chain (its end included): 3 targets of 34. */
+	memset(longest, 'a', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	for (int i = 0; i < 10; i++)
+		o += (size_t)sprintf(chain + o, "t%02d.a-cdn-name-of-some-length.net", i) + 1;
+	chain[o] = '\0';
+	key4(k, 10, 0, 1, 2);
+	domains_put_chain(d, "web", k, longest, chain, T0 + 60 * SEC);
+	got = domains_get(d, "web", k, T0);
+	assert_name(got, longest);
+	for (c = domains_chain(got); c && *c; c += strlen(c) + 1)
+		n++;
+	assert_int_equal(strlen(chain) + 1, 34);
+	assert_int_equal(n, (DOMAIN_TEXT_MAX - DOMAIN_NAME_MAX - 1) / 34);
+	assert_int_equal(n, 3);
+	assert_string_equal(domains_chain(got), "t00.a-cdn-name-of-some-length.net");
+}
+
+/*
  * Far more answers than the table holds: memory stays bounded (at most DOMAINS_CAP names
  * are found afterwards), every name found is the one put for its address, the newest are
  * there, and a long-lived entry outlives a flood of shorter-lived ones put after it (the
@@ -332,6 +376,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_name_length, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bounded_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
