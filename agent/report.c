@@ -5,6 +5,7 @@
 #include <string.h>
 #include "policy.h"
 #include "report.h"
+#include "utf8.h"
 
 /* How many distinct command lines csv and json give per destination (the table: the first). */
 #define CMDLINES_SHOWN "10"
@@ -53,7 +54,7 @@ static const char deps_sql[] =
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'), n.names,"
 	/* The distinct command lines that made its attempts, first seen first: CMDLINES_SHOWN
 	 * (csv and json only, ?4). */
-	"        CASE WHEN ?4 THEN (SELECT json_group_array(cmd) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
+	"        CASE WHEN ?4 THEN (SELECT group_concat(cmd, char(31)) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
 	"          FROM connections x JOIN processes p ON p.id = x.process_id"
 	"          WHERE x.addr_key = g.addr_key AND x.port = g.port AND x.scope = g.scope"
 	"           AND x.proto = g.proto AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
@@ -273,49 +274,87 @@ static void table_free(struct table *t)
 	free(t->cells);
 }
 
-static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
-{
-	for (int i = 0; i < COLS; i++) {
-		const char *v = (const char *)sqlite3_column_text(st, i);
-
-		report_csv_field(out, v ? v : "", ",");
-	}
-	report_csv_field(out, rule, ",");
-	report_csv_field(out, (const char *)sqlite3_column_text(st, COL_CMDLINES), "\n");
-}
-
-/* A JSON string, escaped as RFC 8259 asks. */
+/*
+ * A JSON string, escaped as RFC 8259 asks; an ill-formed UTF-8 subpart (a command line may
+ * hold any bytes) as \ufffd, so that the output stays JSON.
+ */
 static void json_str(FILE *out, const char *s)
 {
-	fputc('"', out);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t n = s ? strlen(s) : 0, k, bad;
+	const unsigned char *u = (const unsigned char *)s;
 
-		if (c == '"' || c == '\\')
+	fputc('"', out);
+	for (size_t i = 0; i < n; i += k) {
+		unsigned char c = u[i];
+
+		k = 1;
+		if (c == '"' || c == '\\') {
 			fprintf(out, "\\%c", c);
-		else if (c < 0x20)
+		} else if (c < 0x20) {
 			fprintf(out, "\\u%04x", c);
-		else
+		} else if (c < 0x80) {
 			fputc(c, out);
+		} else if ((k = utf8_next(u + i, n - i, &bad))) {
+			fwrite(u + i, 1, k, out);
+		} else {
+			fputs("\\ufffd", out);
+			k = bad;
+		}
 	}
 	fputc('"', out);
 }
 
-/* A comma-separated list of the store (names, verdicts) as a JSON array of strings. */
-static void json_list(FILE *out, const char *s)
+/* A list of the store, its items separated by sep (names, verdicts: ','), as a JSON array. */
+static void json_list_sep(FILE *out, const char *s, char sep)
 {
+	const char seps[2] = { sep, '\0' };
+
 	fputc('[', out);
 	for (int first = 1; s && *s; first = 0) {
-		size_t n = strcspn(s, ",");
+		size_t n = strcspn(s, seps);
 		char *item = strndup(s, n);
 
 		if (!first)
 			fputs(", ", out);
 		json_str(out, item ? item : "");
 		free(item);
-		s += n + (s[n] == ',');
+		s += n + (s[n] == sep);
 	}
 	fputc(']', out);
+}
+
+static void json_list(FILE *out, const char *s)
+{
+	json_list_sep(out, s, ',');
+}
+
+/* What separates the command lines of a destination in the query's column (char(31)). */
+#define CMDLINES_SEP '\x1f'
+
+
+static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
+{
+	char *json = NULL;
+	size_t len = 0;
+	FILE *j;
+
+	for (int i = 0; i < COLS; i++) {
+		const char *v = (const char *)sqlite3_column_text(st, i);
+
+		report_csv_field(out, v ? v : "", ",");
+	}
+	report_csv_field(out, rule, ",");
+	/* The command lines as the JSON array json gives: a command line may hold any byte. */
+	j = open_memstream(&json, &len);
+	if (j) {
+		json_list_sep(j, (const char *)sqlite3_column_text(st, COL_CMDLINES), CMDLINES_SEP);
+		if (fclose(j) != 0) {
+			free(json);
+			json = NULL;
+		}
+	}
+	report_csv_field(out, json ? json : "[]", "\n");
+	free(json);
 }
 
 static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
@@ -337,8 +376,9 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 	}
 	fputs("\"rule\": ", out);
 	json_str(out, rule);
-	/* Already a JSON array of strings, made by SQLite. */
-	fprintf(out, ", \"cmdlines\": %s}", sqlite3_column_text(st, COL_CMDLINES));
+	fputs(", \"cmdlines\": ", out);
+	json_list_sep(out, (const char *)sqlite3_column_text(st, COL_CMDLINES), CMDLINES_SEP);
+	fputc('}', out);
 }
 
 int report_deps(sqlite3 *db, const struct report_filter *f, const struct policy *p,

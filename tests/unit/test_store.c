@@ -1131,7 +1131,7 @@ static void test_report_csv(void **state)
 		assert_string_equal(fields[7], "sh -c \"wget a,b\"");
 		assert_string_equal(fields[8], "2023-11-14T22:13:22.123Z");
 		/* Every command line that made its attempts, once, first seen first, as JSON. */
-		assert_string_equal(fields[12], "[\"sh -c \\\"wget a,b\\\"\",\"curl https://a\"]");
+		assert_string_equal(fields[12], "[\"sh -c \\\"wget a,b\\\"\", \"curl https://a\"]");
 	}
 	assert_int_equal(found, 1);
 
@@ -1147,6 +1147,32 @@ static void test_report_csv(void **state)
 		assert_non_null(strstr(buf, "10.0.0.2"));
 		free(buf);
 	}
+}
+
+/*
+ * A command line is whatever bytes the program was given: the JSON report stays JSON, each
+ * ill-formed UTF-8 part a U+FFFD, well-formed text (é) as it is, control characters escaped.
+ */
+static void test_report_json_any_bytes(void **state)
+{
+	struct fixture *f = *state;
+	struct report_filter flt = { 0 };
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *out;
+	int64_t p;
+
+	p = put_process(f->s, 100, 1, "curl \xff\xfe caf\xc3\xa9\t\x1b[0m", "web", 0);
+	assert_int_equal(store_begin(f->s), 0);
+	insert_conn(f->s, AF_INET, "10.0.0.9", 443, IPPROTO_TCP, NT_VERDICT_ALLOWED, T0, p, "web", 0);
+	assert_int_equal(store_commit(f->s), 0);
+	out = open_memstream(&buf, &size);
+	assert_non_null(out);
+	assert_int_equal(report_deps(store_db(f->s), &flt, NULL, REPORT_JSON, out), 1);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "\"first_cmdline\": \"curl \\ufffd\\ufffd caf\xc3\xa9\\u0009\\u001b[0m\""));
+	assert_non_null(strstr(buf, "\"cmdlines\": [\"curl \\ufffd\\ufffd caf\xc3\xa9\\u0009\\u001b[0m\"]"));
+	free(buf);
 }
 
 /* Filters: by scope, by run, by time; an empty result is the header alone and 0. */
@@ -1585,6 +1611,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connection_unix, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_dependencies_view, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_report_csv, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_report_json_any_bytes, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_report_filters, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_dns_insert_attributed, setup_store, teardown),
 		cmocka_unit_test_setup_teardown(test_dns_insert_unattributed, setup_store, teardown),
