@@ -54,8 +54,10 @@ static int grow(void **arr, size_t n, size_t *cap, size_t size)
 }
 
 /*
- * Whether a rule of a CNAME target decided one of the name's lookups: an allow rule of the
- * name's own would override it (policy_decide_chain), so none is suggested. 1, 0, or -EIO.
+ * Whether a rule of a CNAME target enforces one of the name's lookups: an allow rule of the
+ * name's own would override it (policy_decide_chain), so none is suggested. A target's
+ * monitor rule is not asked: under the lock-down the alias would be refused by the default
+ * (targets are not asked for less than it), so it needs its allow rule. 1, 0, or -EIO.
  */
 static int chain_ruled(sqlite3_stmt *chains, const char *scope, const char *raw,
 		       const char *name, const struct policy *p)
@@ -71,7 +73,7 @@ static int chain_ruled(sqlite3_stmt *chains, const char *scope, const char *raw,
 		if (!chain)
 			continue;
 		policy_decide_chain(p, scope, name, chain, &d);
-		ruled = d.rule_id != 0;
+		ruled = d.rule_id != 0 && d.mode == POLICY_ENFORCE;
 		free(chain);
 	}
 	if (!ruled && rc != SQLITE_DONE)

@@ -13,8 +13,8 @@
  * that what a scope was seen doing keeps working. One exact rule (=name) per name the scope
  * looked up or connected to by name, except:
  * - names a rule already decides (an allow rule is not needed; an enforce or monitor rule is
- *   the operator's decision and is not overridden), or a rule of a CNAME target of one of
- *   their answers (an allow rule of the alias's own would override it);
+ *   the operator's decision and is not overridden), or an enforce rule of a CNAME target of
+ *   one of their answers (an allow rule of the alias's own would override it);
  * - names every lookup of which the upstream answered NXDOMAIN (they do not exist: a search
  *   domain tried, a typo), which a lock-down answers the same way.
  * Exact rules, not suffixes: a lock-down should allow what was seen and no more.

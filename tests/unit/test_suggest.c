@@ -190,7 +190,8 @@ static void test_suggest_skips_ruled_names(void **state)
 /*
  * An alias whose answer led to a name the operator enforces: an allow rule of the alias's own
  * would win over the target's rule (policy_decide_chain), so none is suggested; an alias whose
- * target has no rule is suggested as before.
+ * target has no rule, or a monitor rule (the lock-down's default would refuse the alias), is
+ * suggested as before.
  */
 static void test_suggest_skips_aliases_of_ruled_targets(void **state)
 {
@@ -202,18 +203,22 @@ static void test_suggest_skips_aliases_of_ruled_targets(void **state)
 	sql(f, "INSERT INTO dns_queries (id, time_ns, process_id, scope, qname, qtype, rcode,"
 	       " transport, verdict, rule, answers) VALUES"
 	       " (10, 2000000000000, 2, 'deploy', 'www.alias.test', 'A', 'NXDOMAIN', 'udp', 'blocked', 'cdn.test', 1),"
-	       " (11, 2000000000000, 2, 'deploy', 'www.free.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 2)");
+	       " (11, 2000000000000, 2, 'deploy', 'www.free.test', 'A', 'NOERROR', 'udp', 'allowed', NULL, 2),"
+	       " (12, 2000000000000, 2, 'deploy', 'www.watched.test', 'A', 'NOERROR', 'udp', 'would_block', 'watched-cdn.test', 1)");
 	sql(f, "INSERT INTO dns_answers (query_id, name, type, value, addr_key, ttl) VALUES"
 	       " (10, 'www.alias.test', 'CNAME', 'edge.cdn.test', NULL, 60),"
 	       " (11, 'www.free.test', 'CNAME', 'edge.other-cdn.test', NULL, 60),"
-	       " (11, 'edge.other-cdn.test', 'A', '127.0.0.20', '00000000000000000000ffff7f000014', 60)");
+	       " (11, 'edge.other-cdn.test', 'A', '127.0.0.20', '00000000000000000000ffff7f000014', 60),"
+	       " (12, 'www.watched.test', 'CNAME', 'edge.watched-cdn.test', NULL, 60)");
 	add(f, "cdn.test", "", POLICY_ENFORCE);
+	add(f, "watched-cdn.test", "", POLICY_MONITOR);
 	p = load(f);
 	assert_int_equal(suggest_collect(store_db(f->s), "deploy", 0, p, &r), 0);
-	assert_int_equal(r.n_names, 3);
+	assert_int_equal(r.n_names, 4);
 	assert_string_equal(r.names[0].name, "blocked.test");
 	assert_string_equal(r.names[1].name, "ci.example.test");
 	assert_string_equal(r.names[2].name, "www.free.test");
+	assert_string_equal(r.names[3].name, "www.watched.test");
 	suggest_free(&r);
 	policy_unref(p);
 }
