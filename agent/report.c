@@ -47,7 +47,24 @@ static const char deps_sql[] =
 	"    FROM dns_answers c WHERE c.type = 'CNAME' AND c.query_id = (SELECT max(q.id)"
 	"     FROM dns_queries q WHERE q.qname = k.domain AND q.scope = k.scope AND q.answers > 0)),"
 	"    '') FROM k)"
-	"  GROUP BY scope, addr_key)"
+	"  GROUP BY scope, addr_key),"
+	/*
+	 * And the names the scope looked up but connected to by none of their addresses in the
+	 * window: refused ones above all (not those the upstream said do not exist: the run's DNS
+	 * line has them). Each with the chain of its latest answer (or refusal), for the rules.
+	 */
+	" dq AS (SELECT q0.scope, q0.qname, count(*) AS attempts, min(q0.id) AS first_id,"
+	"         count(DISTINCT q0.process_id) AS processes,"
+	"         group_concat(DISTINCT q0.verdict) AS verdicts, max(q0.time_ns) AS last_ns,"
+	"         min(q0.time_ns) AS first_ns,"
+	"         coalesce(max(CASE WHEN q0.answers > 0 THEN q0.id END), max(q0.id)) AS chain_id"
+	"  FROM dns_queries q0 WHERE q0.process_id IS NOT NULL"
+	"   AND (q0.verdict = 'blocked' OR q0.rcode IS NULL OR q0.rcode <> 'NXDOMAIN')"
+	"   AND (?1 IS NULL OR q0.scope = ?1) AND (?2 IS NULL OR q0.run_id = ?2) AND q0.time_ns >= ?3"
+	"  GROUP BY q0.scope, q0.qname"
+	"  HAVING NOT EXISTS (SELECT 1 FROM connections x WHERE x.domain = q0.qname"
+	"   AND x.scope = q0.scope AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3))"
+	" SELECT * FROM ("
 	" SELECT g.scope, g.proto, c.addr, g.port, g.attempts, g.processes, g.verdicts,"
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
@@ -58,10 +75,27 @@ static const char deps_sql[] =
 	"          FROM connections x JOIN processes p ON p.id = x.process_id"
 	"          WHERE x.addr_key = g.addr_key AND x.port = g.port AND x.scope = g.scope"
 	"           AND x.proto = g.proto AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
-	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END"
+	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END,"
+	"        0, g.addr_key, g.port"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" LEFT JOIN n ON n.scope = g.scope AND n.addr_key = g.addr_key"
-	" ORDER BY g.scope, g.attempts DESC, g.addr_key, g.port, g.proto";
+	" UNION ALL"
+	" SELECT dq.scope, 'dns', NULL, NULL, dq.attempts, dq.processes, dq.verdicts,"
+	"        coalesce(p.cmdline, p.comm, ''),"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', dq.last_ns / 1e9, 'unixepoch'), dq.qname,"
+	"        strftime('%Y-%m-%dT%H:%M:%fZ', dq.first_ns / 1e9, 'unixepoch'),"
+	"        dq.qname || coalesce((SELECT '>' || group_concat(c.value, '>') FROM dns_answers c"
+	"         WHERE c.query_id = dq.chain_id AND c.type = 'CNAME'), ''),"
+	"        CASE WHEN ?4 THEN (SELECT group_concat(cmd, char(31)) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
+	"          FROM dns_queries x JOIN processes p ON p.id = x.process_id"
+	"          WHERE x.qname = dq.qname AND x.scope = dq.scope"
+	"           AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
+	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END,"
+	"        1, dq.qname, 0"
+	" FROM dq JOIN dns_queries q ON q.id = dq.first_id LEFT JOIN processes p ON p.id = q.process_id)"
+	/* Per scope: the destinations connected to, most attempts first, then the names only
+	 * looked up. */
+	" ORDER BY 1, 14, 5 DESC, 15, 16, 2";
 
 /* CSV field: quoted when it holds a comma, quote or line break. */
 void report_csv_field(FILE *out, const char *s, const char *sep)
@@ -255,7 +289,8 @@ static void table_print(const struct table *t, FILE *out)
 		char **c = &t->cells[r * CELLS], first[20], last[20];
 
 		fprintf(out, "%-*s %-*s %-5s %-*s %5s %8s %5s %-*s %-19s %-19s %-*s %s\n", t->w_scope,
-			c[0], t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2], c[3], c[4],
+			c[0], t->w_domain, c[9][0] ? c[9] : "-", c[1], t->w_addr, c[2][0] ? c[2] : "-",
+			c[3][0] ? c[3] : "-", c[4],
 			c[5], t->w_verdicts, c[6], table_time(c[10], first), table_time(c[8], last),
 			t->w_rule, c[11], c[7]);
 	}
@@ -366,7 +401,9 @@ static void json_row(FILE *out, sqlite3_stmt *st, const char *rule, int first)
 	fputs(first ? "\n  {" : ",\n  {", out);
 	for (int i = 0; i < COLS; i++) {
 		fprintf(out, "\"%s\": ", names[i]);
-		if (i == 3 || i == 4 || i == 5)
+		if ((i == 2 || i == 3) && sqlite3_column_type(st, i) == SQLITE_NULL)
+			fputs("null", out); /* a name only looked up: no address, no port */
+		else if (i == 3 || i == 4 || i == 5)
 			fprintf(out, "%lld", (long long)sqlite3_column_int64(st, i));
 		else if (i == 6 || i == 9)
 			json_list(out, (const char *)sqlite3_column_text(st, i));

@@ -404,6 +404,9 @@ for d in json.load(open(sys.argv[1])):
 	pol set example.test --scope deploy --mode enforce
 	nrun --scope deploy -- dig +short +time=2 +tries=1 @$RESOLVER ci.example.test >/dev/null
 	expect_match "$(cat "$T/report")" "enforce +example.test +deploy +breaks: 1 process" "the run's summary, enforce"
+	# The refused name, never connected to, is still a line of the run's summary.
+	expect_match "$(grep ' dns ' "$T/report")" "^deploy +ci.example.test +dns +- +- +1 +1 blocked .* enforce example.test +dig " \
+		"the refused lookup's line"
 	# Another scope that used the same name is not in the report of deploy's rules.
 	nrun --scope other -- "$PY" "$NETUTIL" connect 127.0.0.10 18508 >/dev/null
 	"$NETTRAIL" deps --scope other --db "$DB" >"$T/other.out" 2>&1

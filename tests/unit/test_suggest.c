@@ -282,6 +282,50 @@ static void test_report_takes_the_strictest_of_a_names_chains(void **state)
 	policy_unref(p);
 }
 
+/*
+ * deps lists the names a scope looked up and connected to by none of their addresses (a
+ * refused one, here blocked.test), after the destinations connected to, with no address or
+ * port; not a name the upstream said does not exist, nor one connected to (ci.example.test).
+ */
+static void test_report_names_only_looked_up(void **state)
+{
+	struct fixture *f = *state;
+	struct report_filter flt = { .scope = "deploy" };
+	struct policy *p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	fill(f);
+	add(f, "=blocked.test", "deploy", POLICY_ENFORCE);
+	p = load(f);
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_JSON, out), 4);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "{\"scope\": \"deploy\", \"proto\": \"dns\", \"addr\": null, "
+				    "\"port\": null, \"attempts\": 1, \"processes\": 1, "
+				    "\"verdicts\": [\"blocked\"], "
+				    "\"first_cmdline\": \"curl -fsSL https://ci.example.test/x\""));
+	assert_non_null(strstr(buf, "\"domains\": [\"blocked.test\"]"));
+	assert_non_null(strstr(buf, "\"rule\": \"enforce =blocked.test\", \"cmdlines\": "
+				    "[\"curl -fsSL https://ci.example.test/x\"]}"));
+	assert_null(strstr(buf, "typo.example.test"));
+	assert_null(strstr(buf, "\"domains\": [\"ci.example.test\"], \"first_seen\": \"1970-01-01T00:16"));
+	/* Last of its scope, after the addresses. */
+	assert_true(strstr(buf, "\"proto\": \"dns\"") > strstr(buf, "127.0.0.3"));
+	free(buf);
+
+	buf = NULL;
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_TABLE, out), 4);
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(strstr(buf, "deploy blocked.test    dns   -              -        1     1 blocked"));
+	free(buf);
+	policy_unref(p);
+}
+
 /* Every rule that stops something gets its line, however many there are. */
 static void test_report_every_rule_that_stops_something(void **state)
 {
@@ -383,6 +427,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suggest_since_and_scope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_every_rule_that_stops_something, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_report_names_only_looked_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_takes_the_strictest_of_a_names_chains,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_all_or_nothing, setup, teardown),
