@@ -11,6 +11,24 @@
 #define CMDLINES_SHOWN "10"
 #define COL_CMDLINES 12
 
+/*
+ * A lookup the upstream answered NXDOMAIN breaks nothing when refused: the name does not
+ * exist (a search domain tried, a typo). One the proxy refused for a rule may well exist.
+ */
+#define NAME_EXISTS " AND (verdict = 'blocked' OR rcode IS NULL OR rcode <> 'NXDOMAIN')"
+
+/*
+ * The distinct command lines of the processes of rows x of table, matched by cond (and the
+ * filters ?2, ?3), first seen first, CMDLINES_SHOWN at most, separated by char(31): for csv
+ * and json only (?4).
+ */
+#define CMDLINES_OF(table, cond)                                                               \
+	" CASE WHEN ?4 THEN (SELECT group_concat(cmd, char(31)) FROM ("                        \
+	"  SELECT coalesce(p.cmdline, p.comm, '') AS cmd FROM " table " x"                     \
+	"  JOIN processes p ON p.id = x.process_id WHERE " cond                                \
+	"   AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"                             \
+	"  GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END"
+
 /* A query's name with its answer's CNAME targets, "name>target>target" (decide_entry). */
 #define CHAIN_OF(q)                                                                            \
 	" || coalesce((SELECT '>' || group_concat(c.value, '>') FROM dns_answers c"            \
@@ -57,9 +75,8 @@ static const char deps_sql[] =
 	"         count(DISTINCT q0.process_id) AS processes,"
 	"         group_concat(DISTINCT q0.verdict) AS verdicts, max(q0.time_ns) AS last_ns,"
 	"         min(q0.time_ns) AS first_ns,"
-	"         coalesce(max(CASE WHEN q0.answers > 0 THEN q0.id END), max(q0.id)) AS chain_id"
-	"  FROM dns_queries q0 WHERE q0.process_id IS NOT NULL"
-	"   AND (q0.verdict = 'blocked' OR q0.rcode IS NULL OR q0.rcode <> 'NXDOMAIN')"
+	"         coalesce(max(CASE WHEN q0.answers > 0 THEN q0.id END), max(q0.id)) AS id"
+	"  FROM dns_queries q0 WHERE q0.process_id IS NOT NULL" NAME_EXISTS
 	"   AND (?1 IS NULL OR q0.scope = ?1) AND (?2 IS NULL OR q0.run_id = ?2) AND q0.time_ns >= ?3"
 	"  GROUP BY q0.scope, q0.qname"
 	"  HAVING NOT EXISTS (SELECT 1 FROM connections x WHERE x.domain = q0.qname"
@@ -69,13 +86,8 @@ static const char deps_sql[] =
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.last_ns / 1e9, 'unixepoch'), g.domains,"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', g.first_ns / 1e9, 'unixepoch'), n.names,"
-	/* The distinct command lines that made its attempts, first seen first: CMDLINES_SHOWN
-	 * (csv and json only, ?4). */
-	"        CASE WHEN ?4 THEN (SELECT group_concat(cmd, char(31)) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
-	"          FROM connections x JOIN processes p ON p.id = x.process_id"
-	"          WHERE x.addr_key = g.addr_key AND x.port = g.port AND x.scope = g.scope"
-	"           AND x.proto = g.proto AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
-	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END,"
+	CMDLINES_OF("connections", "x.addr_key = g.addr_key AND x.port = g.port"
+				   " AND x.scope = g.scope AND x.proto = g.proto") ","
 	"        0, g.addr_key, g.port"
 	" FROM g JOIN connections c ON c.id = g.first_id LEFT JOIN processes p ON p.id = c.process_id"
 	" LEFT JOIN n ON n.scope = g.scope AND n.addr_key = g.addr_key"
@@ -84,13 +96,8 @@ static const char deps_sql[] =
 	"        coalesce(p.cmdline, p.comm, ''),"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', dq.last_ns / 1e9, 'unixepoch'), dq.qname,"
 	"        strftime('%Y-%m-%dT%H:%M:%fZ', dq.first_ns / 1e9, 'unixepoch'),"
-	"        dq.qname || coalesce((SELECT '>' || group_concat(c.value, '>') FROM dns_answers c"
-	"         WHERE c.query_id = dq.chain_id AND c.type = 'CNAME'), ''),"
-	"        CASE WHEN ?4 THEN (SELECT group_concat(cmd, char(31)) FROM (SELECT coalesce(p.cmdline, p.comm, '') AS cmd"
-	"          FROM dns_queries x JOIN processes p ON p.id = x.process_id"
-	"          WHERE x.qname = dq.qname AND x.scope = dq.scope"
-	"           AND (?2 IS NULL OR x.run_id = ?2) AND x.time_ns >= ?3"
-	"          GROUP BY cmd ORDER BY min(x.id) LIMIT " CMDLINES_SHOWN ")) END,"
+	"        dq.qname" CHAIN_OF("dq") ","
+	CMDLINES_OF("dns_queries", "x.qname = dq.qname AND x.scope = dq.scope") ","
 	"        1, dq.qname, 0"
 	" FROM dq JOIN dns_queries q ON q.id = dq.first_id LEFT JOIN processes p ON p.id = q.process_id)"
 	/* Per scope: the destinations connected to, most attempts first, then the names only
@@ -366,7 +373,6 @@ static void json_list(FILE *out, const char *s)
 /* What separates the command lines of a destination in the query's column (char(31)). */
 #define CMDLINES_SEP '\x1f'
 
-
 static void csv_row(FILE *out, sqlite3_stmt *st, const char *rule)
 {
 	char *json = NULL;
@@ -530,12 +536,6 @@ int64_t report_lost_between(sqlite3 *db, int64_t from_ns, int64_t to_ns)
 }
 
 /* ---- what the rules break -------------------------------------------------------------- */
-
-/*
- * A lookup the upstream answered NXDOMAIN breaks nothing when refused: the name does not
- * exist (a search domain tried, a typo). One the proxy refused for a rule may well exist.
- */
-#define NAME_EXISTS " AND (verdict = 'blocked' OR rcode IS NULL OR rcode <> 'NXDOMAIN')"
 
 /* The names of one scope that one rule (or a scope default) decides. */
 struct rule_group {

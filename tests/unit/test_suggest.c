@@ -115,6 +115,22 @@ static char *print(const struct suggest_result *r, const char *scope)
 	return buf;
 }
 
+/* What a report prints, into a heap string: deps in fmt, or with RULES the rules' lines. */
+#define RULES (-1)
+static char *report_text(struct fixture *f, const struct report_filter *flt,
+			 const struct policy *p, int fmt, int want)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(fmt == RULES ? report_rules(store_db(f->s), flt, p, out) :
+		 report_deps(store_db(f->s), flt, p, (enum report_format)fmt, out), want);
+	assert_int_equal(fclose(out), 0);
+	return buf;
+}
+
 /* The names that exist, once each, with what needed them; not a name that does not exist. */
 static void test_suggest_names(void **state)
 {
@@ -237,9 +253,7 @@ static void test_report_takes_the_strictest_of_a_names_chains(void **state)
 				   .by = "test" };
 	struct report_filter flt = { .scope = "deploy", .run_id = 1 };
 	struct policy *p;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out;
+	char *buf;
 
 	sql(f, "INSERT INTO runs (id, scope, cgroup, cgroup_id, command, host, mode, boot_id,"
 	       " started_ns) VALUES (1, 'deploy', '/x/1', 1, './deploy.sh', 'h', 'agent', 'b', 1),"
@@ -263,19 +277,12 @@ static void test_report_takes_the_strictest_of_a_names_chains(void **state)
 	assert_int_equal(rules_set_default(f->s, &def, NULL), 0);
 	p = load(f);
 
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_CSV, out), 1);
-	assert_int_equal(fclose(out), 0);
+	buf = report_text(f, &flt, p, REPORT_CSV, 1);
 	assert_non_null(strstr(buf, "127.0.0.30"));
 	assert_non_null(strstr(buf, "enforce cdn.test"));
 	free(buf);
 
-	buf = NULL;
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(report_rules(store_db(f->s), &flt, p, out), 1);
-	assert_int_equal(fclose(out), 0);
+	buf = report_text(f, &flt, p, RULES, 1);
 	assert_non_null(strstr(buf, "enforce  cdn.test"));
 	assert_null(strstr(buf, "default"));
 	free(buf);
@@ -292,17 +299,12 @@ static void test_report_names_only_looked_up(void **state)
 	struct fixture *f = *state;
 	struct report_filter flt = { .scope = "deploy" };
 	struct policy *p;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out;
+	char *buf;
 
 	fill(f);
 	add(f, "=blocked.test", "deploy", POLICY_ENFORCE);
 	p = load(f);
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_JSON, out), 4);
-	assert_int_equal(fclose(out), 0);
+	buf = report_text(f, &flt, p, REPORT_JSON, 4);
 	assert_non_null(strstr(buf, "{\"scope\": \"deploy\", \"proto\": \"dns\", \"addr\": null, "
 				    "\"port\": null, \"attempts\": 1, \"processes\": 1, "
 				    "\"verdicts\": [\"blocked\"], "
@@ -316,11 +318,7 @@ static void test_report_names_only_looked_up(void **state)
 	assert_true(strstr(buf, "\"proto\": \"dns\"") > strstr(buf, "127.0.0.3"));
 	free(buf);
 
-	buf = NULL;
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(report_deps(store_db(f->s), &flt, p, REPORT_TABLE, out), 4);
-	assert_int_equal(fclose(out), 0);
+	buf = report_text(f, &flt, p, REPORT_TABLE, 4);
 	assert_non_null(strstr(buf, "deploy blocked.test    dns   -              -        1     1 blocked"));
 	free(buf);
 	policy_unref(p);
@@ -335,10 +333,8 @@ static void test_report_every_rule_that_stops_something(void **state)
 	static char patterns[N][16];
 	struct rule_change c[N];
 	struct policy *p;
-	char *buf = NULL, *line;
-	size_t len = 0;
+	char *buf, *line;
 	int lines = 0;
-	FILE *out;
 
 	sql(f, "INSERT INTO processes (id, pid, start_ns, exec_id, comm, cmdline, cmdline_source,"
 	       " first_seen_ns, boot_id) VALUES (1, 10, 1, 1, 'dig', 'dig', 'proc', 1, 'b')");
@@ -354,10 +350,7 @@ static void test_report_every_rule_that_stops_something(void **state)
 	}
 	assert_int_equal(rules_add_many(f->s, c, N), 0);
 	p = load(f);
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(report_rules(store_db(f->s), &flt, p, out), N);
-	assert_int_equal(fclose(out), 0);
+	buf = report_text(f, &flt, p, RULES, N);
 	for (line = strstr(buf, "would break: 1 process"); line;
 	     line = strstr(line + 1, "would break: 1 process"))
 		lines++;
